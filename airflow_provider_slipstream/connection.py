@@ -1,0 +1,130 @@
+"""Read a ``slipstream`` Airflow connection into validated client settings."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from airflow.providers.common.compat.sdk import mask_secret
+
+from airflow_provider_slipstream.exceptions import SlipstreamValidationError
+from airflow_provider_slipstream.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+DEFAULT_BASE_URL = "https://api.slipstreammusic.com"
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Everything a client needs to talk to Slipstream, taken from one connection."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    competitor_labels: tuple[str, ...] | None = None
+
+    def competitor_labels_for(self, override: list[str] | tuple[str, ...] | None) -> tuple[str, ...] | None:
+        """Labels to classify with: a task's own list, else the connection's, else None (the built-in list)."""
+        return tuple(override) if override is not None else self.competitor_labels
+
+    @classmethod
+    def from_connection(cls, conn: Connection) -> ClientConfig:
+        conn_id = conn.conn_id
+        api_key = (conn.password or "").strip()
+        if not api_key:
+            raise SlipstreamValidationError(
+                f"Connection {conn_id!r} has no partner API key. Put the key in the connection's "
+                "password field ('Partner API key' in the UI), e.g. "
+                '{"conn_type": "slipstream", "password": "<key>"} in AIRFLOW_CONN_SLIPSTREAM_DEFAULT.'
+            )
+        # The password field is masked by Airflow already; registering it again covers secrets
+        # backends and custom connection loaders that bypass that.
+        mask_secret(api_key)
+        extra = conn.extra_dejson
+        return cls(
+            base_url=_base_url(conn_id, conn.host, conn.port, allow_http=_flag(extra, "allow_insecure_http", conn_id)),
+            api_key=api_key,
+            connect_timeout=_number(extra, "connect_timeout", 10.0, conn_id),
+            read_timeout=_number(extra, "timeout", 30.0, conn_id),
+            retry=RetryPolicy(
+                max_retries=int(_number(extra, "max_retries", 5, conn_id, minimum=0)),
+                backoff_base=_number(extra, "retry_backoff", 1.0, conn_id),
+                backoff_max=_number(extra, "retry_backoff_max", 30.0, conn_id),
+            ),
+            competitor_labels=_labels(extra.get("competitor_labels"), conn_id),
+        )
+
+
+def _base_url(conn_id: str, host: str | None, port: int | None, *, allow_http: bool) -> str:
+    host = (host or "").strip()
+    if not host:
+        return DEFAULT_BASE_URL
+    raw = host if "://" in host else f"https://{host}"
+    try:
+        parts = urlsplit(raw)
+        parsed_port = parts.port
+    except ValueError:
+        parts, parsed_port = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise SlipstreamValidationError(
+            f"Connection {conn_id!r} has a malformed host {host!r}. Use a base URL such as "
+            "'https://api.slipstreammusic.com' (or leave the host empty for that default)."
+        )
+    if parts.scheme == "http" and not allow_http and not is_loopback(parts.hostname):
+        raise SlipstreamValidationError(
+            f"Connection {conn_id!r} points at plain http://{parts.hostname}, which would send the partner "
+            "API key unencrypted. Use https, or set the extra 'allow_insecure_http': true if this is deliberate."
+        )
+    netloc = parts.netloc if parsed_port or not port else f"{parts.netloc}:{port}"
+    return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def is_loopback(hostname: str) -> bool:
+    if hostname.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def _number(extra: dict[str, Any], key: str, default: float, conn_id: str, *, minimum: float = 0.001) -> float:
+    value = extra.get(key)
+    if value is None or value == "":
+        return float(default)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not number >= minimum:
+        raise SlipstreamValidationError(
+            f"Connection {conn_id!r}: extra {key!r} must be a number >= {minimum:g}, got {value!r}."
+        )
+    return number
+
+
+def _flag(extra: dict[str, Any], key: str, conn_id: str) -> bool:
+    value = extra.get(key, False)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", ""):
+        return value.strip().lower() == "true"
+    if not isinstance(value, bool):
+        raise SlipstreamValidationError(f"Connection {conn_id!r}: extra {key!r} must be true or false, got {value!r}.")
+    return value
+
+
+def _labels(value: Any, conn_id: str) -> tuple[str, ...] | None:
+    if value is None or value == "":
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+        raise SlipstreamValidationError(
+            f"Connection {conn_id!r}: extra 'competitor_labels' must be a list of label names or a "
+            f"comma-separated string, got {value!r}."
+        )
+    return tuple(x.strip() for x in items if x.strip())

@@ -1,0 +1,57 @@
+"""
+Errors raised by the Slipstream provider.
+
+Every error is a :class:`SlipstreamError` (an ``AirflowException``). Errors that no retry can fix
+(bad input, a rejected key, an unknown or expired job) are also ``AirflowFailException``, so
+Airflow fails the task at once instead of burning its retries.
+"""
+
+from __future__ import annotations
+
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+
+
+class SlipstreamError(AirflowException):
+    """Base class of every error this provider raises."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        """:param status_code: the HTTP status Slipstream answered with, when there was one."""
+        super().__init__(message)
+        self.http_status = status_code
+
+
+class SlipstreamValidationError(SlipstreamError, AirflowFailException, ValueError):
+    """The input was rejected, locally before any request or by the API with a 400."""
+
+
+class SlipstreamAuthError(SlipstreamError, AirflowFailException):
+    """The partner API key is missing, wrong or revoked (401/403)."""
+
+
+class SlipstreamJobNotFoundError(SlipstreamError, AirflowFailException):
+    """The job does not exist or its result expired (404); the video must be submitted again."""
+
+
+class SlipstreamApiError(SlipstreamError):
+    """Any other error answer from the API, or a response that does not match the documented shape."""
+
+
+class SlipstreamTransientError(SlipstreamApiError):
+    """A temporary failure (429, 5xx, timeout, dropped connection) that outlasted the retry budget."""
+
+
+class SlipstreamSubmitUncertainError(SlipstreamApiError):
+    """
+    A submit request failed after it may have reached the server.
+
+    The API has no idempotency key, so it is not re-sent automatically: a second POST could create
+    a second job.
+    """
+
+
+class SlipstreamJobTimeoutError(SlipstreamError):
+    """Waiting for a job took longer than the allowed timeout."""
+
+
+class SlipstreamJobNotCompletedError(SlipstreamError):
+    """A result was asked for before the job completed."""

@@ -1,0 +1,385 @@
+"""The hook: every call to the Slipstream AudioVerify API goes through here."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
+
+import requests
+from airflow.sdk import BaseHook
+
+from airflow_provider_slipstream.connection import ClientConfig
+from airflow_provider_slipstream.exceptions import (
+    SlipstreamApiError,
+    SlipstreamError,
+    SlipstreamJobNotFoundError,
+    SlipstreamJobTimeoutError,
+    SlipstreamSubmitUncertainError,
+    SlipstreamTransientError,
+)
+from airflow_provider_slipstream.models import RecognitionJob, UploadTarget, check_response, error_message
+from airflow_provider_slipstream.retry import SUBMIT_RETRYABLE_STATUS, RetryPolicy
+from airflow_provider_slipstream.uploads import StreamingBody, VideoPath, multipart_body, open_video
+from airflow_provider_slipstream.validation import (
+    MAX_DIRECT_UPLOAD_BYTES,
+    validate_filename,
+    validate_job_id,
+    validate_storage_key,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import httpx
+
+API_PREFIX = "/api/v4/video-recognition/"
+#: Files up to this size go as one multipart POST with ``upload_method="auto"``; larger ones
+#: take the presigned route, whose bytes never pass through the API.
+DEFAULT_PRESIGNED_THRESHOLD_BYTES = 25 * 1024 * 1024
+UploadMethod = Literal["auto", "direct", "presigned"]
+
+
+class _Retry(Exception):
+    """One failed attempt that the policy allows to repeat."""
+
+    def __init__(self, error: SlipstreamError, retry_after: str | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+class _Attempts:
+    """Counts the attempts of one request and says how long to wait before the next one."""
+
+    def __init__(self, policy: RetryPolicy, what: str, log: Any) -> None:
+        self.policy, self.what, self.log, self.number = policy, what, log, 0
+
+    def next_delay(self, retry: _Retry) -> float:
+        if self.number >= self.policy.max_retries:
+            raise retry.error
+        self.number += 1
+        delay = self.policy.delay(self.number, retry.retry_after)
+        self.log.warning(
+            "%s failed (%s); retry %d of %d in %.1f s",
+            self.what,
+            retry.error,
+            self.number,
+            self.policy.max_retries,
+            delay,
+        )
+        return delay
+
+
+def _strip_authorization(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    # Used as the `auth` of presigned uploads: setting any auth stops requests from adding
+    # .netrc credentials, and the partner key must never reach the storage host.
+    request.headers.pop("Authorization", None)
+    return request
+
+
+class _BearerAuth(requests.auth.AuthBase):
+    def __init__(self, api_key: str) -> None:
+        self._api_key = api_key
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._api_key}"
+        return request
+
+    def __repr__(self) -> str:
+        return "_BearerAuth(***)"
+
+
+class SlipstreamHook(BaseHook):
+    """
+    Talk to Slipstream AudioVerify: submit videos, create presigned uploads, read job results.
+
+    Requests are retried per ``slipstream-api.md``: 429 (honouring ``Retry-After``), 5xx and
+    network errors with bounded exponential backoff and jitter; 400/401/403/404 never. A submit
+    is re-sent only when it provably did not reach the server or the server refused it (429/503).
+
+    :param slipstream_conn_id: The ``slipstream`` connection holding the base URL and partner key.
+    :param presigned_threshold_bytes: With ``upload_method="auto"``, larger files use a presigned upload.
+    """
+
+    conn_name_attr = "slipstream_conn_id"
+    default_conn_name = "slipstream_default"
+    conn_type = "slipstream"
+    hook_name = "Slipstream AudioVerify"
+
+    def __init__(
+        self,
+        slipstream_conn_id: str = default_conn_name,
+        *,
+        presigned_threshold_bytes: int = DEFAULT_PRESIGNED_THRESHOLD_BYTES,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.slipstream_conn_id = slipstream_conn_id
+        self.presigned_threshold_bytes = presigned_threshold_bytes
+        self._async_config: ClientConfig | None = None
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form for Airflow versions that predate declarative ``ui-field-behaviour``."""
+        from airflow_provider_slipstream.get_provider_info import get_provider_info
+
+        behaviour = get_provider_info()["connection-types"][0]["ui-field-behaviour"]
+        return {
+            "hidden_fields": behaviour["hidden-fields"],
+            "relabeling": behaviour["relabeling"],
+            "placeholders": behaviour["placeholders"],
+        }
+
+    @cached_property
+    def config(self) -> ClientConfig:
+        return ClientConfig.from_connection(self.get_connection(self.slipstream_conn_id))
+
+    @cached_property
+    def session(self) -> requests.Session:
+        session = requests.Session()
+        session.headers["User-Agent"] = _user_agent()
+        return session
+
+    def get_conn(self) -> requests.Session:
+        return self.session
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the URL and key with one harmless authenticated read (of a job that cannot exist)."""
+        try:
+            self.get_job("00000000-0000-0000-0000-000000000000")
+        except SlipstreamJobNotFoundError:
+            return True, f"Connected to {self.config.base_url}; the partner API key was accepted."
+        except SlipstreamError as exc:
+            return False, str(exc)
+        return True, f"Connected to {self.config.base_url}."
+
+    # -- the API ---------------------------------------------------------------------------
+
+    def get_job(self, job_id: str) -> RecognitionJob:
+        """Read a job's status and, once completed, its track."""
+        job_id = validate_job_id(job_id)
+        data = self._request("GET", f"{API_PREFIX}{job_id}/", what=f"the status of job {job_id}", job_id=job_id)
+        return RecognitionJob.from_api(data)
+
+    def submit_file(self, path: VideoPath) -> RecognitionJob:
+        """Submit a video as one streamed multipart upload (up to 100 MB)."""
+        video = open_video(path, max_bytes=MAX_DIRECT_UPLOAD_BYTES)
+
+        def body() -> tuple[StreamingBody, dict[str, str]]:
+            data, content_type = multipart_body(video)
+            return data, {"Content-Type": content_type}
+
+        data = self._request("POST", API_PREFIX, what=f"the upload of {video.name!r}", body=body, submit=True)
+        return self._submitted(data)
+
+    def create_upload_url(self, filename: str) -> UploadTarget:
+        """Ask for a one-time presigned URL to upload ``filename`` to."""
+        validate_filename(filename)
+        data = self._request(
+            "POST", f"{API_PREFIX}upload-url/", what=f"an upload URL for {filename!r}", json={"filename": filename}
+        )
+        return UploadTarget.from_api(data)
+
+    def upload_to_url(self, target: UploadTarget, path: VideoPath) -> None:
+        """PUT the file to a presigned URL: streamed, with the pinned Content-Type and no Authorization."""
+        video = open_video(path)
+
+        def body() -> tuple[StreamingBody, dict[str, str]]:
+            return StreamingBody(video), {"Content-Type": target.content_type}
+
+        self._request("PUT", target.upload_url, what=f"the presigned upload of {video.name!r}", body=body, api=False)
+
+    def submit_storage_key(self, storage_key: str) -> RecognitionJob:
+        """Submit a video already uploaded to a presigned URL."""
+        storage_key = validate_storage_key(storage_key)
+        data = self._request(
+            "POST", API_PREFIX, what=f"the video {storage_key!r}", json={"storage_key": storage_key}, submit=True
+        )
+        return self._submitted(data)
+
+    def submit_video(self, path: VideoPath, *, method: UploadMethod = "auto") -> RecognitionJob:
+        """Submit a local or object-storage video, directly or through a presigned upload."""
+        if method not in ("auto", "direct", "presigned"):
+            raise ValueError(f"upload method must be 'auto', 'direct' or 'presigned', not {method!r}")
+        video = open_video(path, max_bytes=MAX_DIRECT_UPLOAD_BYTES if method == "direct" else None)
+        if method == "direct" or (method == "auto" and video.size <= self.presigned_threshold_bytes):
+            return self.submit_file(video.path)
+        target = self.create_upload_url(video.name)
+        self.upload_to_url(target, video.path)
+        return self.submit_storage_key(target.storage_key)
+
+    def wait_for_job(self, job_id: str, *, poll_interval: float = 3.0, timeout: float | None = None) -> RecognitionJob:
+        """Poll until the job is completed; raise :class:`SlipstreamJobTimeoutError` after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last_status = None
+        while True:
+            job = self.get_job(job_id)
+            if job.status != last_status:
+                self.log.info("Slipstream job %s is %s", job.job_id, job.status)
+                last_status = job.status
+            if job.is_completed:
+                return job
+            if deadline is not None and time.monotonic() + poll_interval > deadline:
+                raise SlipstreamJobTimeoutError(
+                    f"Slipstream job {job_id} was still {job.status!r} after {timeout:g} s. Raise the timeout, "
+                    "or check the job later with SlipstreamGetTrackOperator."
+                )
+            time.sleep(poll_interval)
+
+    async def aget_job(self, job_id: str, client: httpx.AsyncClient) -> RecognitionJob:
+        """Async :meth:`get_job` for triggers: never blocks the event loop."""
+        job_id = validate_job_id(job_id)
+        config = await self.aget_config()
+        what = f"the status of job {job_id}"
+        attempts = _Attempts(config.retry, what, self.log)
+        while True:
+            try:
+                data = await self._asend(client, config, f"{API_PREFIX}{job_id}/", what, job_id)
+                return RecognitionJob.from_api(data)
+            except _Retry as retry:
+                await asyncio.sleep(attempts.next_delay(retry))
+
+    async def aget_config(self) -> ClientConfig:
+        if self._async_config is None:
+            conn = await self.aget_connection(self.slipstream_conn_id)
+            self._async_config = ClientConfig.from_connection(conn)
+        return self._async_config
+
+    def async_client(self) -> httpx.AsyncClient:
+        """An httpx client for :meth:`aget_job`; the caller closes it (``async with``)."""
+        import httpx
+
+        return httpx.AsyncClient(headers={"User-Agent": _user_agent()}, follow_redirects=False)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _submitted(self, data: Any) -> RecognitionJob:
+        job = RecognitionJob.from_api(data)
+        self.log.info("Submitted video to Slipstream: job %s (%s)", job.job_id, job.status)
+        return job
+
+    def _request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        what: str,
+        json: Any = None,
+        body: Callable[[], tuple[StreamingBody, dict[str, str]]] | None = None,
+        job_id: str | None = None,
+        submit: bool = False,
+        api: bool = True,
+    ) -> Any:
+        config = self.config
+        attempts = _Attempts(config.retry, what, self.log)
+        while True:
+            try:
+                return self._send(method, path_or_url, config, what, json, body, job_id, submit, api)
+            except _Retry as retry:
+                time.sleep(attempts.next_delay(retry))
+
+    def _send(
+        self,
+        method: str,
+        path_or_url: str,
+        config: ClientConfig,
+        what: str,
+        json: Any,
+        body: Callable[[], tuple[StreamingBody, dict[str, str]]] | None,
+        job_id: str | None,
+        submit: bool,
+        api: bool,
+    ) -> Any:
+        data, headers = body() if body else (None, {})
+        try:
+            response = self.session.request(
+                method,
+                config.base_url + path_or_url if api else path_or_url,
+                json=json,
+                data=data,
+                headers=headers,
+                auth=_BearerAuth(config.api_key) if api else _strip_authorization,
+                timeout=(config.connect_timeout, config.read_timeout),
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            if submit and not _never_sent(exc):
+                raise _uncertain_submit(what, f"the connection failed after sending ({type(exc).__name__})") from exc
+            raise _network_retry(what, exc) from exc
+        if not api:
+            return _check_upload(response, what)
+        try:
+            return check_response(response.status_code, response.content, what, job_id=job_id)
+        except SlipstreamTransientError as exc:
+            if submit and response.status_code not in SUBMIT_RETRYABLE_STATUS:
+                raise _uncertain_submit(what, str(exc)) from exc
+            raise _Retry(exc, response.headers.get("Retry-After")) from exc
+
+    async def _asend(self, client: httpx.AsyncClient, config: ClientConfig, path: str, what: str, job_id: str) -> Any:
+        import httpx
+
+        try:
+            response = await client.get(
+                config.base_url + path,
+                headers={"Authorization": f"Bearer {config.api_key}"},
+                timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
+            )
+        except httpx.HTTPError as exc:
+            raise _network_retry(what, exc) from exc
+        try:
+            return check_response(response.status_code, response.content, what, job_id=job_id)
+        except SlipstreamTransientError as exc:
+            raise _Retry(exc, response.headers.get("Retry-After")) from exc
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """True when the connection was never established (refused, DNS failure, connect timeout)."""
+    from urllib3.exceptions import NewConnectionError  # NameResolutionError is a subclass
+
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(exc, requests.ConnectionError) and isinstance(reason, NewConnectionError)
+
+
+def _network_retry(what: str, exc: Exception) -> _Retry:
+    # Only the exception class is shown: request exceptions embed full URLs, and a presigned
+    # URL's signature is a credential.
+    return _Retry(
+        SlipstreamTransientError(
+            f"Could not reach Slipstream for {what} ({type(exc).__name__}). "
+            "Check the network and the connection's base URL."
+        )
+    )
+
+
+def _check_upload(response: requests.Response, what: str) -> None:
+    """Storage hosts answer in their own (S3) terms, and a 403 there says nothing about the partner key."""
+    status = response.status_code
+    if status < 300:
+        return
+    error = SlipstreamApiError(
+        f"The storage host refused {what} ({status}: {error_message(response.content)}). The presigned URL "
+        "may have expired, been used already, or the Content-Type differed from the one it was signed for; "
+        "submit the video again to get a fresh URL.",
+        status_code=status,
+    )
+    if status == 429 or status >= 500:
+        raise _Retry(SlipstreamTransientError(str(error), status_code=status), response.headers.get("Retry-After"))
+    raise error
+
+
+def _uncertain_submit(what: str, detail: str) -> SlipstreamSubmitUncertainError:
+    return SlipstreamSubmitUncertainError(
+        f"Submitting {what} failed and may still have created a job: {detail}. It was not re-sent, because "
+        "Slipstream has no idempotency key and a second POST could create a duplicate job. Retry the task "
+        "to submit again if no job appears for this video."
+    )
+
+
+def _user_agent() -> str:
+    from airflow_provider_slipstream import __version__
+
+    return f"airflow-provider-slipstream/{__version__}"

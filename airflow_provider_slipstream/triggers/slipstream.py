@@ -1,0 +1,117 @@
+"""The trigger: waits for a Slipstream job on the triggerer, asynchronously."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_slipstream import exceptions
+from airflow_provider_slipstream.exceptions import SlipstreamError, SlipstreamJobTimeoutError, SlipstreamTransientError
+from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+#: The API asks clients to poll every 2 to 5 seconds.
+DEFAULT_POLL_INTERVAL = 3.0
+
+
+class SlipstreamJobTrigger(BaseTrigger):
+    """
+    Poll a Slipstream job until it is completed, without blocking the triggerer's event loop.
+
+    Emits exactly one event: ``{"status": "success", "job_id", "result"}`` with the result dict,
+    or ``{"status": "error", "job_id", "error", "message"}`` where ``error`` names the
+    :mod:`~airflow_provider_slipstream.exceptions` class to raise. Use
+    :func:`result_from_event` to turn either back into the result or that exception.
+
+    :param job_id: The job to wait for.
+    :param slipstream_conn_id: The ``slipstream`` connection.
+    :param poll_interval: Seconds between polls (Retry-After and backoff come on top).
+    :param deadline: Unix time after which the wait ends with a timeout error; None waits forever.
+    :param competitor_labels: Overrides the connection's and the built-in competitor labels.
+    :param keep_waiting_on_transient: When a poll still fails after its retries (a long outage),
+        log it and poll again at the next interval instead of ending with an error.
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        slipstream_conn_id: str = SlipstreamHook.default_conn_name,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        deadline: float | None = None,
+        competitor_labels: list[str] | None = None,
+        keep_waiting_on_transient: bool = False,
+    ) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.slipstream_conn_id = slipstream_conn_id
+        self.poll_interval = poll_interval
+        self.deadline = deadline
+        self.competitor_labels = competitor_labels
+        self.keep_waiting_on_transient = keep_waiting_on_transient
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "job_id": self.job_id,
+                "slipstream_conn_id": self.slipstream_conn_id,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+                "competitor_labels": self.competitor_labels,
+                "keep_waiting_on_transient": self.keep_waiting_on_transient,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        try:
+            result = await self._wait()
+        except SlipstreamError as exc:
+            yield TriggerEvent(
+                {"status": "error", "job_id": self.job_id, "error": type(exc).__name__, "message": str(exc)}
+            )
+        else:
+            yield TriggerEvent({"status": "success", "job_id": self.job_id, "result": result})
+
+    async def _wait(self) -> dict[str, Any]:
+        hook = SlipstreamHook(self.slipstream_conn_id)
+        last_status: str | None = None
+        async with hook.async_client() as client:
+            while True:
+                try:
+                    job = await hook.aget_job(self.job_id, client)
+                except SlipstreamTransientError as exc:
+                    if not self.keep_waiting_on_transient:
+                        raise
+                    self.log.warning("Still waiting for Slipstream job %s despite: %s", self.job_id, exc)
+                else:
+                    if job.status != last_status:
+                        log = self.log.info if job.is_known_status else self.log.warning
+                        log("Slipstream job %s is %s", self.job_id, job.status)
+                        last_status = job.status
+                    if job.is_completed:
+                        config = await hook.aget_config()
+                        return job.to_result(config.competitor_labels_for(self.competitor_labels))
+                if self.deadline is not None and time.time() + self.poll_interval > self.deadline:
+                    raise SlipstreamJobTimeoutError(
+                        f"Slipstream job {self.job_id} did not complete before the task's timeout "
+                        f"(last status: {last_status or 'unknown'}). Raise the timeout, or fetch the result "
+                        "later with SlipstreamGetTrackOperator while the job is kept (about a day)."
+                    )
+                await asyncio.sleep(self.poll_interval)
+
+
+def result_from_event(event: dict[str, Any] | None) -> dict[str, Any]:
+    """The result dict of a success event; for an error event, raise the error it names."""
+    if event and event.get("status") == "success":
+        return event["result"]
+    if not event:
+        raise SlipstreamError("The Slipstream trigger ended without an event; retry the task.")
+    error_class = getattr(exceptions, str(event.get("error")), SlipstreamError)
+    if not (isinstance(error_class, type) and issubclass(error_class, SlipstreamError)):
+        error_class = SlipstreamError
+    raise error_class(str(event.get("message") or "The Slipstream trigger reported an unknown error."))

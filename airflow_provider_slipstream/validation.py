@@ -1,0 +1,59 @@
+"""Local checks that reject bad input with a clear message before any request is sent."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from airflow_provider_slipstream.exceptions import SlipstreamValidationError
+
+ALLOWED_EXTENSIONS: tuple[str, ...] = (".mp4", ".mov", ".avi", ".mpeg")
+#: The API's limit for a direct (multipart) upload.
+MAX_DIRECT_UPLOAD_BYTES = 100 * 1024 * 1024
+STORAGE_KEY_PREFIX = "video-recognition/"
+
+
+def validate_job_id(job_id: Any) -> str:
+    """Return the canonical job id; anything but a UUID (``../x``, ``abc``, a suffix) is refused."""
+    text = job_id if isinstance(job_id, str) else ""
+    try:
+        # A strict round-trip: uuid.UUID alone accepts braces, "urn:uuid:" and missing hyphens.
+        canonical = str(uuid.UUID(text))
+    except ValueError:
+        canonical = ""
+    if canonical != text.strip().lower() or not canonical:
+        raise SlipstreamValidationError(
+            f"{job_id!r} is not a Slipstream job id: expected a UUID such as "
+            "'7b2c1e8a-0f4d-4a2b-9c11-7f5a2d9e3c10', as returned by the submit step. "
+            "Check the job_id argument or the XCom it is templated from."
+        )
+    return canonical
+
+
+def validate_filename(name: str) -> str:
+    """Refuse a video whose extension the API does not accept."""
+    if not name.lower().endswith(ALLOWED_EXTENSIONS):
+        raise SlipstreamValidationError(
+            f"{name!r} cannot be submitted: Slipstream accepts only {', '.join(ALLOWED_EXTENSIONS)} files. "
+            "Convert the video or fix the path."
+        )
+    return name
+
+
+def validate_storage_key(storage_key: Any) -> str:
+    if not isinstance(storage_key, str) or not storage_key.startswith(STORAGE_KEY_PREFIX) or ".." in storage_key:
+        raise SlipstreamValidationError(
+            f"{storage_key!r} is not a Slipstream storage key: it must start with "
+            f"{STORAGE_KEY_PREFIX!r}, as returned by the upload-url step (create_upload_url)."
+        )
+    return storage_key
+
+
+def validate_size(name: str, size: int, *, limit: int | None) -> None:
+    if size <= 0:
+        raise SlipstreamValidationError(f"{name!r} is empty (0 bytes); there is nothing to recognise.")
+    if limit is not None and size > limit:
+        raise SlipstreamValidationError(
+            f"{name!r} is {size / 1024 / 1024:.1f} MB, over the {limit // (1024 * 1024)} MB limit of a direct "
+            "upload. Use upload_method='presigned' (or 'auto') for large files."
+        )

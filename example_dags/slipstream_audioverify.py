@@ -1,0 +1,85 @@
+"""
+Submit one video, wait for music recognition without holding a worker, and branch on the match.
+
+submit -> wait (reschedule-mode sensor) -> get_track -> branch_on_match -> one of:
+catalog_match | flag_competitor | review_outside_track | no_music
+
+Trigger with another video: ``airflow dags test slipstream_audioverify -c '{"video_path": "s3://aws@bucket/clip.mp4"}'``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from airflow.sdk import DAG, Param, task
+
+from airflow_provider_slipstream.operators.slipstream import (
+    SlipstreamGetTrackOperator,
+    SlipstreamMatchBranchOperator,
+    SlipstreamSubmitVideoOperator,
+)
+from airflow_provider_slipstream.samples import sample_videos
+from airflow_provider_slipstream.sensors.slipstream import SlipstreamJobSensor
+
+
+@task
+def catalog_match(result: dict[str, Any]) -> dict[str, Any]:
+    """A Slipstream catalog track: the video is cleared, linked to the track for reporting."""
+    track = result["track"]
+    print(f"Cleared: {track['title']!r} by {track['artist']} is Slipstream catalog track {track['id']}")
+    return {"action": "cleared", "job_id": result["job_id"], "track_id": track["id"]}
+
+
+@task
+def flag_competitor(result: dict[str, Any]) -> dict[str, Any]:
+    """A competitor library's track: flag the video for the partner's rights team."""
+    track = result["track"]
+    print(f"FLAGGED: {track['title']!r} by {track['artist']} belongs to {track['external_label']} (ISRC {track['isrc']})")
+    return {"action": "flagged", "job_id": result["job_id"], "label": track["external_label"], "isrc": track["isrc"]}
+
+
+@task
+def review_outside_track(result: dict[str, Any]) -> dict[str, Any]:
+    """Some other outside track: queue it for a human review of its licence."""
+    track = result["track"]
+    print(f"Review: {track['title']!r} by {track['artist']} (label {track['external_label']}, score {track['score']})")
+    return {"action": "review", "job_id": result["job_id"], "title": track["title"]}
+
+
+@task
+def no_music(result: dict[str, Any]) -> dict[str, Any]:
+    """No music detected: nothing to license."""
+    print(f"No music found in job {result['job_id']}: nothing to clear")
+    return {"action": "none", "job_id": result["job_id"]}
+
+
+with DAG(
+    dag_id="slipstream_audioverify",
+    description="Recognise the music in one video and act on what was found",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    params={"video_path": Param(str(sample_videos()["competitor"]), type="string", description="Video to check")},
+    tags=["slipstream", "example"],
+) as dag:
+    submit = SlipstreamSubmitVideoOperator(task_id="submit", video_path="{{ params.video_path }}")
+    wait = SlipstreamJobSensor(task_id="wait", job_id=submit.output, poke_interval=2, timeout=600)
+    get_track = SlipstreamGetTrackOperator(task_id="get_track", job_id=submit.output)
+    branch = SlipstreamMatchBranchOperator(
+        task_id="branch_on_match",
+        result=get_track.output,
+        branches={
+            "internal": "catalog_match",
+            "competitor": "flag_competitor",
+            "external": "review_outside_track",
+            "no_match": "no_music",
+        },
+    )
+    wait >> get_track
+    branch >> [
+        catalog_match(get_track.output),
+        flag_competitor(get_track.output),
+        review_outside_track(get_track.output),
+        no_music(get_track.output),
+    ]
