@@ -35,7 +35,7 @@ def catalog_match(result: dict[str, Any]) -> dict[str, Any]:
 def flag_competitor(result: dict[str, Any]) -> dict[str, Any]:
     """A competitor library's track: flag the video for the partner's rights team."""
     track = result["track"]
-    print(f"FLAGGED: {track['title']!r} by {track['artist']} belongs to {track['external_label']} (ISRC {track['isrc']})")
+    print(f"FLAGGED: {track['title']!r} by {track['artist']} is from {track['external_label']} (ISRC {track['isrc']})")
     return {"action": "flagged", "job_id": result["job_id"], "label": track["external_label"], "isrc": track["isrc"]}
 
 

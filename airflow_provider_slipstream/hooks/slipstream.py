@@ -53,22 +53,15 @@ class _Retry(Exception):
 class _Attempts:
     """Counts the attempts of one request and says how long to wait before the next one."""
 
-    def __init__(self, policy: RetryPolicy, what: str, log: Any) -> None:
-        self.policy, self.what, self.log, self.number = policy, what, log, 0
+    def __init__(self, policy: RetryPolicy, log: Any) -> None:
+        self.policy, self.log, self.number = policy, log, 0
 
     def next_delay(self, retry: _Retry) -> float:
         if self.number >= self.policy.max_retries:
             raise retry.error
         self.number += 1
         delay = self.policy.delay(self.number, retry.retry_after)
-        self.log.warning(
-            "%s failed (%s); retry %d of %d in %.1f s",
-            self.what,
-            retry.error,
-            self.number,
-            self.policy.max_retries,
-            delay,
-        )
+        self.log.warning("%s Retry %d of %d in %.1f s.", retry.error, self.number, self.policy.max_retries, delay)
         return delay
 
 
@@ -233,13 +226,14 @@ class SlipstreamHook(BaseHook):
         job_id = validate_job_id(job_id)
         config = await self.aget_config()
         what = f"the status of job {job_id}"
-        attempts = _Attempts(config.retry, what, self.log)
+        attempts = _Attempts(config.retry, self.log)
         while True:
             try:
                 data = await self._asend(client, config, f"{API_PREFIX}{job_id}/", what, job_id)
                 return RecognitionJob.from_api(data)
-            except _Retry as retry:
-                await asyncio.sleep(attempts.next_delay(retry))
+            except _Retry as failed:
+                retry = failed
+            await asyncio.sleep(attempts.next_delay(retry))
 
     async def aget_config(self) -> ClientConfig:
         if self._async_config is None:
@@ -273,12 +267,14 @@ class SlipstreamHook(BaseHook):
         api: bool = True,
     ) -> Any:
         config = self.config
-        attempts = _Attempts(config.retry, what, self.log)
+        attempts = _Attempts(config.retry, self.log)
         while True:
             try:
                 return self._send(method, path_or_url, config, what, json, body, job_id, submit, api)
-            except _Retry as retry:
-                time.sleep(attempts.next_delay(retry))
+            except _Retry as failed:
+                retry = failed
+            # Outside the except block, so a final error is not chained to the internal _Retry.
+            time.sleep(attempts.next_delay(retry))
 
     def _send(
         self,
@@ -347,12 +343,12 @@ def _never_sent(exc: requests.RequestException) -> bool:
 def _network_retry(what: str, exc: Exception) -> _Retry:
     # Only the exception class is shown: request exceptions embed full URLs, and a presigned
     # URL's signature is a credential.
-    return _Retry(
-        SlipstreamTransientError(
-            f"Could not reach Slipstream for {what} ({type(exc).__name__}). "
-            "Check the network and the connection's base URL."
-        )
+    error = SlipstreamTransientError(
+        f"Could not reach Slipstream for {what} ({type(exc).__name__}). "
+        "Check the network and the connection's base URL."
     )
+    error.__cause__ = exc
+    return _Retry(error)
 
 
 def _check_upload(response: requests.Response, what: str) -> None:
