@@ -1,0 +1,148 @@
+"""
+The example DAGs, run for real with ``airflow dags test`` against the simulator.
+
+Each run is a separate Airflow process; outcomes are read back from its metadata database.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from airflow_harness import DAGS_FOLDER, AirflowHarness, slipstream_conn
+
+from airflow_provider_slipstream.samples import sample_videos
+from airflow_provider_slipstream.simulator import SCENARIOS, Fault, SimulatorServer, SimulatorState
+from tests.conftest import FAST_RETRY_EXTRA
+
+pytestmark = pytest.mark.dagrun
+
+TEST_DAGS = Path(__file__).resolve().parent / "dags"
+BRANCH_FOR = {
+    "internal": "catalog_match",
+    "competitor": "flag_competitor",
+    "external": "review_outside_track",
+    "no_match": "no_music",
+}
+SCENARIO_FOR = {"internal": "internal", "competitor": "competitor", "external": "external", "no_match": "no_music"}
+
+
+def expected_result(job_id: str, match: str) -> dict:
+    return {"job_id": job_id, "status": "completed", "match": match, "track": SCENARIOS[SCENARIO_FOR[match]]}
+
+
+@pytest.fixture(scope="module")
+def sim():
+    # Processing outlasts the sensor's first poke, so the sensor must reschedule at least once.
+    with SimulatorServer(SimulatorState(queued_seconds=0.2, processing_seconds=1.5)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def airflow(sim, tmp_path_factory) -> AirflowHarness:
+    harness = AirflowHarness(
+        tmp_path_factory.mktemp("airflow_home"), slipstream_conn(sim.url, sim.state.api_key, **FAST_RETRY_EXTRA)
+    )
+    harness.migrate()
+    return harness
+
+
+def test_example_dags_parse_without_import_errors(airflow):
+    script = (
+        "import json; from airflow.dag_processing.dagbag import DagBag; "
+        f"bag = DagBag(dag_folder={str(DAGS_FOLDER)!r}); "
+        "print(json.dumps({'errors': bag.import_errors, 'dags': {d: sorted(bag.dags[d].task_ids) for d in bag.dags}}))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=airflow.env, capture_output=True, text=True, check=True, timeout=300
+    )
+    parsed = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert parsed["errors"] == {}
+    assert parsed["dags"] == {
+        "slipstream_audioverify": sorted(["submit", "wait", "get_track", "branch_on_match", *BRANCH_FOR.values()]),
+        "slipstream_audioverify_batch": ["list_videos", "recognize", "summarize"],
+    }
+
+
+@pytest.mark.parametrize("match", list(BRANCH_FOR))
+def test_audioverify_takes_exactly_the_branch_of_the_match(airflow, sim, match):
+    jobs_before = sim.state.jobs_created
+    run = airflow.dags_test("slipstream_audioverify", {"video_path": str(sample_videos()[match])})
+
+    assert run.returncode == 0, run.output[-3000:]
+    assert airflow.dag_run_state(run) == "success"
+    states = airflow.task_states(run)
+    for kind, branch in BRANCH_FOR.items():
+        assert states[(branch, -1)] == ("success" if kind == match else "skipped"), (branch, states)
+
+    job_id = airflow.xcom(run, "submit")
+    assert airflow.xcom(run, "submit", key="job_id") == job_id
+    assert airflow.xcom(run, "wait") == expected_result(job_id, match)
+    assert airflow.xcom(run, "get_track") == expected_result(job_id, match)
+    assert sim.state.jobs_created == jobs_before + 1
+
+    # The sensor gave its worker slot back between pokes: rescheduled, still on its first try.
+    assert airflow.reschedule_count(run, "wait") >= 1
+    assert airflow.query("SELECT try_number FROM task_instance WHERE run_id = ? AND task_id = 'wait'", run.run_id) == [
+        (1,)
+    ]
+
+
+def test_batch_dag_recognizes_every_clip_on_the_triggerer(airflow, sim):
+    jobs_before = sim.state.jobs_created
+    run = airflow.dags_test("slipstream_audioverify_batch")
+
+    assert run.returncode == 0, run.output[-3000:]
+    assert airflow.dag_run_state(run) == "success"
+    kinds = list(sample_videos())
+    results = [airflow.xcom(run, "recognize", map_index=i) for i in range(len(kinds))]
+    assert [r["match"] for r in results] == kinds
+    for result, kind in zip(results, kinds, strict=True):
+        assert result == expected_result(result["job_id"], kind)
+    assert sim.state.jobs_created == jobs_before + len(kinds)
+
+    summary = airflow.xcom(run, "summarize")
+    assert summary["counts"] == {"internal": 1, "competitor": 1, "external": 1, "no_match": 1}
+    competitor = results[kinds.index("competitor")]
+    assert summary["competitor_hits"] == [
+        {"job_id": competitor["job_id"], "title": "Some Stock Track", "label": "Epidemic Sound"}
+    ]
+    # Every mapped task really deferred, and our trigger (not a worker) saw the job complete.
+    assert run.output.count("Pausing task as DEFERRED") == len(kinds)
+    assert run.output.count("[DAG TEST] Trigger completed") == len(kinds)
+    for result in results:
+        assert f"Slipstream job {result['job_id']} is completed [airflow_provider_slipstream.triggers" in run.output
+
+
+def test_retried_recognize_resumes_its_job_instead_of_resubmitting(tmp_path, sim):
+    airflow = AirflowHarness(
+        tmp_path / "home", slipstream_conn(sim.url, sim.state.api_key, **FAST_RETRY_EXTRA), dags_folder=TEST_DAGS
+    )
+    airflow.migrate()
+    jobs_before, posts_before = sim.state.jobs_created, sim.state.count(method="POST")
+    # Each task's first try submits, then its polls fail through the whole retry budget.
+    budget = FAST_RETRY_EXTRA["max_retries"] + 1
+    fault = sim.state.add_fault(
+        Fault("status", method="GET", path="/api/v4/video-recognition/*/", status=503, remaining=2 * budget)
+    )
+    try:
+        run = airflow.dags_test("slipstream_retry_resume", {"video_path": str(sample_videos()["internal"])})
+    finally:
+        sim.state.clear_faults()
+
+    assert run.returncode == 0, run.output[-3000:]
+    assert fault.remaining == 0
+    assert run.output.count("SlipstreamTransientError: Slipstream could not answer") >= 2
+    tasks = ("recognize_in_worker", "recognize_deferrable")
+    tries = airflow.query("SELECT task_id, try_number, state FROM task_instance WHERE run_id = ?", run.run_id)
+    assert sorted(tries) == sorted((task, 2, "success") for task in tasks)
+    # One job per task, across both tries of each.
+    assert sim.state.jobs_created == jobs_before + len(tasks)
+    assert sim.state.count(method="POST") == posts_before + len(tasks)
+    results = [airflow.xcom(run, task) for task in tasks]
+    for result in results:
+        assert result == expected_result(result["job_id"], "internal")
+    assert len({r["job_id"] for r in results}) == len(tasks)
