@@ -73,6 +73,14 @@ def _field(data: Mapping[str, Any], name: str, types: tuple[type, ...], *, nulla
     )
 
 
+def _as_float(value: int | float) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        # JSON integers have no size limit; a score beyond float range is as malformed as a string.
+        raise SlipstreamApiError(f"Slipstream returned an out-of-range 'score': {value!r:.40}…") from None
+
+
 def _require_object(data: Any, what: str) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
         raise SlipstreamApiError(
@@ -104,7 +112,7 @@ class RecognitionTrack:
             artist=_field(data, "artist", (str,), nullable=False),
             internal=_field(data, "internal", (bool,), nullable=False),
             isrc=_field(data, "isrc", (str,), nullable=True),
-            score=None if score is None else float(score),
+            score=None if score is None else _as_float(score),
             external_label=_field(data, "external_label", (str,), nullable=True),
         )
 
@@ -225,26 +233,26 @@ def parse_json_body(body: bytes | str, what: str) -> Any:
     """Decode a success body; one that is not JSON is a (likely temporary) fault, never a ``ValueError``."""
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise SlipstreamTransientError(
-            f"Slipstream returned a body that is not JSON for {what}: {_snippet(body)!r}. "
+            f"Slipstream returned a body that is not JSON for {what}: {_shorten(_strip_tags(body))!r}. "
             "This is usually a temporary fault of the service or a proxy in between; try again later."
         ) from None
 
 
 def error_message(body: bytes | str) -> str:
     """
-    Turn any error body into one readable message.
+    Turn any error body into one short readable message.
 
     Handles the three shapes seen in the docs (``{"detail": ...}``, field-keyed
     ``{"file": ["..."]}`` and ``{"success": false, "error": {"code", "message"}}``) and
-    anything else, including HTML pages and empty bodies.
+    anything else, including HTML pages, empty and absurdly nested bodies.
     """
     try:
-        data = json.loads(body)
-    except ValueError:
-        return _snippet(body) or "no error details in the response"
-    return _flatten(data) or "no error details in the response"
+        text = _flatten(json.loads(body))
+    except (ValueError, RecursionError):
+        text = _strip_tags(body)
+    return _shorten(text) or "no error details in the response"
 
 
 def _flatten(data: Any, prefix: str = "") -> str:
@@ -255,7 +263,9 @@ def _flatten(data: Any, prefix: str = "") -> str:
             return ": ".join(str(x) for x in (code, msg) if x)
         if "detail" in data and len(data) == 1:
             return _flatten(data["detail"], prefix)
-        parts = [_flatten(v, "" if k in ("detail", "non_field_errors") else f"{k}: ") for k, v in data.items()]
+        parts = [
+            _flatten(v, prefix if k in ("detail", "non_field_errors") else f"{prefix}{k}: ") for k, v in data.items()
+        ]
         return "; ".join(p for p in parts if p)
     if isinstance(data, list):
         return prefix + " ".join(_flatten(x) for x in data)
@@ -264,9 +274,12 @@ def _flatten(data: Any, prefix: str = "") -> str:
     return prefix + str(data)
 
 
-def _snippet(body: bytes | str, limit: int = 200) -> str:
+def _strip_tags(body: bytes | str) -> str:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     # An HTML error page says little beyond its title; strip tags so the message stays readable.
-    text = re.sub(r"<[^>]+>", " ", text)
+    return re.sub(r"<[^>]+>", " ", text)
+
+
+def _shorten(text: str, limit: int = 200) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit] + "…"

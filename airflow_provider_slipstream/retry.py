@@ -33,7 +33,8 @@ class RetryPolicy:
         requested = parse_retry_after(retry_after)
         if requested is not None:
             return min(requested, self.retry_after_max)
-        ceiling = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
+        # The exponent is capped: 2**1024 overflows a float long before max_retries could matter.
+        ceiling = min(self.backoff_max, self.backoff_base * 2 ** min(max(attempt - 1, 0), 64))
         # Full jitter spreads the retries of many tasks hit by the same outage.
         return random.uniform(ceiling / 2, ceiling)
 
@@ -43,7 +44,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # isdigit alone accepts "²", which float() refuses
         return float(value)
     try:
         when = parsedate_to_datetime(value)

@@ -30,9 +30,9 @@ def validate_job_id(job_id: Any) -> str:
     return canonical
 
 
-def validate_filename(name: str) -> str:
+def validate_filename(name: Any) -> str:
     """Refuse a video whose extension the API does not accept."""
-    if not name.lower().endswith(ALLOWED_EXTENSIONS):
+    if not isinstance(name, str) or not name.lower().endswith(ALLOWED_EXTENSIONS):
         raise SlipstreamValidationError(
             f"{name!r} cannot be submitted: Slipstream accepts only {', '.join(ALLOWED_EXTENSIONS)} files. "
             "Convert the video or fix the path."
@@ -54,6 +54,6 @@ def validate_size(name: str, size: int, *, limit: int | None) -> None:
         raise SlipstreamValidationError(f"{name!r} is empty (0 bytes); there is nothing to recognise.")
     if limit is not None and size > limit:
         raise SlipstreamValidationError(
-            f"{name!r} is {size / 1024 / 1024:.1f} MB, over the {limit // (1024 * 1024)} MB limit of a direct "
+            f"{name!r} is {size / 1024 / 1024:.1f} MB, over the {limit / 1024 / 1024:g} MB limit of a direct "
             "upload. Use upload_method='presigned' (or 'auto') for large files."
         )
