@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -71,18 +72,35 @@ def _base_url(conn_id: str, host: str | None, port: int | None, *, allow_http: b
         parsed_port = parts.port
     except ValueError:
         parts, parsed_port = None, None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+    hostname = parts.hostname if parts is not None else None
+    if (
+        parts is None
+        or hostname is None
+        or parts.scheme not in ("http", "https")
+        or not _valid_hostname(hostname)
+        or parts.query
+        or parts.fragment
+        or parts.username is not None  # credentials in the URL would end up in messages
+    ):
         raise SlipstreamValidationError(
             f"Connection {conn_id!r} has a malformed host {host!r}. Use a base URL such as "
             "'https://api.slipstreammusic.com' (or leave the host empty for that default)."
         )
-    if parts.scheme == "http" and not allow_http and not is_loopback(parts.hostname):
+    if parts.scheme == "http" and not allow_http and not is_loopback(hostname):
         raise SlipstreamValidationError(
-            f"Connection {conn_id!r} points at plain http://{parts.hostname}, which would send the partner "
+            f"Connection {conn_id!r} points at plain http://{hostname}, which would send the partner "
             "API key unencrypted. Use https, or set the extra 'allow_insecure_http': true if this is deliberate."
         )
-    netloc = parts.netloc if parsed_port or not port else f"{parts.netloc}:{port}"
+    netloc = parts.netloc if parsed_port is not None or not port else f"{parts.netloc}:{port}"
     return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def _valid_hostname(hostname: str) -> bool:
+    try:
+        ipaddress.ip_address(hostname)
+    except ValueError:
+        return re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", hostname) is not None
+    return True
 
 
 def is_loopback(hostname: str) -> bool:

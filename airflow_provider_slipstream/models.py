@@ -213,7 +213,7 @@ def check_response(status: int, body: bytes, what: str, *, job_id: str | None = 
         )
     if status == 404 and job_id is not None:
         raise SlipstreamJobNotFoundError(
-            f"Slipstream job {job_id} was not found (404): it never existed or its result expired "
+            f"Slipstream job {job_id} was not found (404: {message}): it never existed or its result expired "
             "(results are kept about a day after completion). Submit the video again.",
             status_code=status,
         )

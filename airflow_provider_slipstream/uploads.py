@@ -47,7 +47,9 @@ def open_video(path: VideoPath, *, max_bytes: int | None = None) -> VideoFile:
         path = Path(path)
     shown = str(path)
     try:
-        exists, is_dir = path.exists(), path.is_dir()
+        exists = path.exists()
+        is_dir = exists and path.is_dir()
+        size = int(path.stat().st_size) if exists and not is_dir else 0
     except (OSError, ValueError) as exc:
         raise SlipstreamValidationError(f"Cannot read video {shown!r}: {exc}") from exc
     if not exists:
@@ -55,7 +57,6 @@ def open_video(path: VideoPath, *, max_bytes: int | None = None) -> VideoFile:
     if is_dir:
         raise SlipstreamValidationError(f"Video {shown!r} is a directory; pass the path of one video file.")
     name = validate_filename(path.name)
-    size = int(path.stat().st_size)
     validate_size(shown, size, limit=max_bytes)
     return VideoFile(path=path, name=name, size=size)
 

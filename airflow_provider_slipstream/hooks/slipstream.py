@@ -300,6 +300,15 @@ class SlipstreamHook(BaseHook):
                 timeout=(config.connect_timeout, config.read_timeout),
                 allow_redirects=False,
             )
+        except (
+            requests.exceptions.InvalidURL,
+            requests.exceptions.InvalidSchema,
+            requests.exceptions.InvalidHeader,
+        ) as exc:
+            # Nothing was sent and no retry can change that.
+            raise SlipstreamApiError(
+                f"Cannot send {what}: {type(exc).__name__}. Check the connection's base URL."
+            ) from exc
         except requests.RequestException as exc:
             if submit and not _never_sent(exc):
                 raise _uncertain_submit(what, f"the connection failed after sending ({type(exc).__name__})") from exc

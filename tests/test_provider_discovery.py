@@ -1,0 +1,190 @@
+"""
+Airflow finds the provider the way it finds any other: through the ``apache_airflow_provider``
+entry point, with valid metadata, and shows our connection form (labels, hidden fields, extras).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import airflow
+import jsonschema
+import pytest
+
+import airflow_provider_slipstream
+from airflow_provider_slipstream.get_provider_info import get_provider_info
+
+AIRFLOW = Path(sys.executable).with_name("airflow")
+PACKAGE = "airflow-provider-slipstream"
+HOOK_CLASS = "airflow_provider_slipstream.hooks.slipstream.SlipstreamHook"
+AIRFLOW_DIR = Path(airflow.__file__).parent
+EXTRAS = {
+    "timeout": ("Read timeout (seconds)", ["number", "null"]),
+    "connect_timeout": ("Connect timeout (seconds)", ["number", "null"]),
+    "max_retries": ("Retries per request (429, 5xx, network errors)", ["integer", "null"]),
+    "retry_backoff": ("First retry delay (seconds, doubles each retry)", ["number", "null"]),
+    "retry_backoff_max": ("Longest retry delay (seconds)", ["number", "null"]),
+    "competitor_labels": ("Competitor labels (comma-separated; empty = the built-in list)", ["string", "null"]),
+    "allow_insecure_http": (
+        "Allow plain http to a non-loopback host (sends the key unencrypted)",
+        ["boolean", "null"],
+    ),
+}
+
+
+def airflow_cli(tmp_path: Path, *args: str) -> Any:
+    """Run the real `airflow` CLI with a fresh AIRFLOW_HOME and return its JSON output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_")}
+    env["AIRFLOW_HOME"] = str(tmp_path / "airflow_home")
+    result = subprocess.run(
+        [str(AIRFLOW), *args, "--output", "json"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, f"airflow {' '.join(args)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    return json.loads(result.stdout)
+
+
+def test_cli_providers_list_shows_the_provider(tmp_path: Path) -> None:
+    providers = airflow_cli(tmp_path, "providers", "list")
+
+    ours = [p for p in providers if p["package_name"] == PACKAGE]
+    assert len(ours) == 1, [p["package_name"] for p in providers]
+    assert ours[0]["version"] == airflow_provider_slipstream.__version__
+    assert "Slipstream AudioVerify" in ours[0]["description"]
+
+
+def test_cli_providers_hooks_shows_the_connection_type(tmp_path: Path) -> None:
+    hooks = airflow_cli(tmp_path, "providers", "hooks")
+
+    ours = [h for h in hooks if h["connection_type"] == "slipstream"]
+    assert ours == [
+        {
+            "connection_type": "slipstream",
+            "class": HOOK_CLASS,
+            "conn_id_attribute_name": "slipstream_conn_id",
+            "package_name": PACKAGE,
+            "hook_name": "Slipstream AudioVerify",
+        }
+    ]
+
+
+def test_entry_point_resolves_to_get_provider_info() -> None:
+    (ep,) = [ep for ep in entry_points(group="apache_airflow_provider") if ep.dist and ep.dist.name == PACKAGE]
+    assert ep.value == "airflow_provider_slipstream.get_provider_info:get_provider_info"
+    assert ep.load()() == get_provider_info()
+
+
+def test_provider_info_validates_against_airflows_schemas() -> None:
+    info = get_provider_info()
+    schema = json.loads((AIRFLOW_DIR / "provider_info.schema.json").read_text())
+    jsonschema.validate(info, schema)
+    # provider_info.schema.json leaves connection-type entries open; the provider.yaml schema
+    # shipped beside it describes ui-field-behaviour and conn-fields strictly.
+    yaml_schema = json.loads((AIRFLOW_DIR / "provider.yaml.schema.json").read_text())
+    jsonschema.validate(info["connection-types"], yaml_schema["properties"]["connection-types"])
+    assert info["package-name"] == PACKAGE
+    assert info["versions"][0] == airflow_provider_slipstream.__version__
+    (conn_type,) = info["connection-types"]
+    assert conn_type["connection-type"] == "slipstream"
+    assert conn_type["hook-class-name"] == HOOK_CLASS
+    assert set(conn_type["conn-fields"]) == set(EXTRAS)
+
+
+def test_hook_ui_field_behaviour_validates_and_matches_the_metadata() -> None:
+    from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook
+
+    schema = json.loads((AIRFLOW_DIR / "customized_form_field_behaviours.schema.json").read_text())
+    behaviour = SlipstreamHook.get_ui_field_behaviour()
+    jsonschema.validate(behaviour, schema)
+    declared = get_provider_info()["connection-types"][0]["ui-field-behaviour"]
+    assert behaviour == {
+        "hidden_fields": declared["hidden-fields"],
+        "relabeling": declared["relabeling"],
+        "placeholders": declared["placeholders"],
+    }
+
+
+@pytest.fixture(scope="module")
+def providers_manager() -> Any:
+    from airflow.providers_manager import ProvidersManager
+
+    return ProvidersManager()
+
+
+def test_providers_manager_knows_the_hook(providers_manager: Any) -> None:
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+    assert PACKAGE in providers_manager.providers
+    assert providers_manager.providers[PACKAGE].version == airflow_provider_slipstream.__version__
+    # Airflow 3.3 serves hook lookups (BaseHook.get_hook) from the task-sdk's runtime manager.
+    hook = ProvidersManagerTaskRuntime().hooks["slipstream"]
+    assert hook.hook_class_name == HOOK_CLASS
+    assert hook.connection_id_attribute_name == "slipstream_conn_id"
+    assert hook.hook_name == "Slipstream AudioVerify"
+    assert hook.package_name == PACKAGE
+    assert hook.connection_testable is True
+
+
+def test_providers_manager_field_behaviour(providers_manager: Any) -> None:
+    behaviour = providers_manager.field_behaviours["slipstream"]
+
+    assert behaviour["relabeling"] == {"host": "Base URL", "password": "Partner API key"}
+    assert set(behaviour["hidden_fields"]) == {"schema", "login", "port", "extra"}
+    assert "password" not in behaviour["hidden_fields"]
+    assert "host" not in behaviour["hidden_fields"]
+    assert behaviour["placeholders"]["password"] == "Your Slipstream partner API key"
+    assert behaviour["placeholders"]["host"].startswith("https://api.slipstreammusic.com")
+
+
+def test_providers_manager_connection_form_widgets(providers_manager: Any) -> None:
+    widgets = {
+        key: widget for key, widget in providers_manager.connection_form_widgets.items() if "__slipstream__" in key
+    }
+
+    assert set(widgets) == {f"extra__slipstream__{name}" for name in EXTRAS}
+    for name, (label, types) in EXTRAS.items():
+        widget = widgets[f"extra__slipstream__{name}"]
+        assert widget.field_name == name
+        assert widget.hook_class_name == HOOK_CLASS
+        assert widget.package_name == PACKAGE
+        assert widget.is_sensitive is False
+        assert widget.field["schema"]["title"] == label
+        assert widget.field["schema"]["type"] == types
+    assert widgets["extra__slipstream__timeout"].field["value"] == 30
+    assert widgets["extra__slipstream__allow_insecure_http"].field["value"] is False
+
+
+def test_connection_form_metadata_served_to_the_ui() -> None:
+    """What the UI's connection form endpoint answers for `slipstream` (Airflow 3's HookMetaService)."""
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+    (meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == "slipstream"]
+
+    assert meta.hook_class_name == HOOK_CLASS
+    assert meta.hook_name == "Slipstream AudioVerify"
+    fields = meta.standard_fields
+    assert fields is not None
+    assert fields.password is not None
+    assert fields.password.title == "Partner API key"
+    assert fields.password.hidden is False
+    assert fields.host is not None
+    assert fields.host.title == "Base URL"
+    assert fields.host.hidden is False
+    for hidden in (fields.login, fields.port, fields.url_schema):
+        assert hidden is not None
+        assert hidden.hidden is True
+    assert meta.extra_fields is not None
+    assert set(meta.extra_fields) == set(EXTRAS)
+    assert meta.extra_fields["competitor_labels"]["schema"]["title"] == EXTRAS["competitor_labels"][0]
