@@ -1,0 +1,672 @@
+"""The sensor and the operators, method by method, against the running simulator.
+
+No DAG runs here (tests/test_dags.py does those): each test builds the task standalone and calls
+``poke`` / ``execute`` / ``execute_complete`` / ``choose_branch`` with a minimal context, a
+recording fake ``ti`` and a dict-backed ``task_state_store``. Everything behind them is real: the
+hook, the trigger and the simulator from the ``slipstream_simulator`` fixture (0.2 s queued,
+0.5 s processing), reached through ``slipstream_default`` set by ``sim_conn`` (max_retries 3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from airflow.sdk import DAG, PokeReturnValue
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, TaskDeferred
+
+from airflow_provider_slipstream.exceptions import (
+    SlipstreamAuthError,
+    SlipstreamError,
+    SlipstreamJobNotCompletedError,
+    SlipstreamJobNotFoundError,
+    SlipstreamJobTimeoutError,
+    SlipstreamTransientError,
+)
+from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook
+from airflow_provider_slipstream.operators.slipstream import (
+    SlipstreamGetTrackOperator,
+    SlipstreamMatchBranchOperator,
+    SlipstreamRecognizeVideoOperator,
+    SlipstreamSubmitVideoOperator,
+)
+from airflow_provider_slipstream.samples import sample_videos
+from airflow_provider_slipstream.sensors.slipstream import SlipstreamJobSensor
+from airflow_provider_slipstream.simulator import Fault, SimulatorServer, SimulatorState
+from airflow_provider_slipstream.triggers.slipstream import SlipstreamJobTrigger
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+JOB_GLOB = "/api/v4/video-recognition/*/"
+#: Where the submit/recognize operators keep the job id for the next try (their public external_id_key).
+JOB_ID_KEY = "slipstream_job_id"
+#: Bounds loops that wait for the simulator, so a job that never completes fails instead of hanging.
+MAX_POKES = 200
+HANG_GUARD_SECONDS = 30.0
+
+EXPECTED_TRACKS: dict[str, dict[str, Any] | None] = {
+    "internal": {
+        "id": "11111111-1111-1111-1111-111111111111",
+        "title": "Golden Hour",
+        "artist": "The Coast",
+        "internal": True,
+        "isrc": "USRC12345678",
+        "score": 96.5,
+        "external_label": None,
+    },
+    "competitor": {
+        "id": None,
+        "title": "Some Stock Track",
+        "artist": "A Stock Artist",
+        "internal": False,
+        "isrc": "SE5Q52400123",
+        "score": 100.0,
+        "external_label": "Epidemic Sound",
+    },
+    "external": {
+        "id": None,
+        "title": "Open Road",
+        "artist": "Indie Artist",
+        "internal": False,
+        "isrc": None,
+        "score": 87.25,
+        "external_label": "Independent Records",
+    },
+    "no_match": None,
+}
+KINDS = list(EXPECTED_TRACKS)
+
+
+def expected_result(job_id: str, match: str) -> dict[str, Any]:
+    return {"job_id": job_id, "status": "completed", "match": match, "track": EXPECTED_TRACKS[match]}
+
+
+# -- fakes for the parts of the task context these methods use --------------------------------
+
+
+class FakeTI:
+    """Records XCom pushes and pulls; answers pulls from ``xcoms`` (task id -> return value)."""
+
+    def __init__(self, xcoms: dict[str, Any] | None = None) -> None:
+        self.xcoms = xcoms or {}
+        self.pushed: list[tuple[str, Any]] = []
+        self.pulled: list[dict[str, Any]] = []
+        self.dag_id, self.run_id, self.task_id, self.map_index = "dag", "run", "task", -1
+        self.stats_tags: dict[str, str] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed.append((key, value))
+
+    def xcom_pull(self, task_ids: str | None = None, key: str = "return_value", **kwargs: Any) -> Any:
+        self.pulled.append({"task_ids": task_ids, "key": key, **kwargs})
+        return self.xcoms.get(str(task_ids)) if key == "return_value" else None
+
+
+class FakeStateStore:
+    """Dict-backed ``task_state_store`` (get/set as in Airflow 3.3), shared across tries and pokes."""
+
+    def __init__(self, data: dict[str, Any] | None = None) -> None:
+        self.data = dict(data or {})
+        self.writes: list[tuple[str, Any]] = []
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def set(self, key: str, value: Any, *, retention: timedelta | None = None) -> None:
+        if value is None:
+            raise ValueError("Cannot set value as None")
+        self.data[key] = value
+        self.writes.append((key, value))
+
+
+class LogRecorder:
+    """Stands in for ``self.log`` (Airflow's structlog logger, which pytest's caplog does not see)."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, str]] = []
+
+    def _record(self, level: str, msg: str, *args: Any) -> None:
+        self.records.append((level, msg % args if args else msg))
+
+    def debug(self, msg: str, *args: Any, **_kwargs: Any) -> None:
+        self._record("debug", msg, *args)
+
+    def info(self, msg: str, *args: Any, **_kwargs: Any) -> None:
+        self._record("info", msg, *args)
+
+    def warning(self, msg: str, *args: Any, **_kwargs: Any) -> None:
+        self._record("warning", msg, *args)
+
+    def error(self, msg: str, *args: Any, **_kwargs: Any) -> None:
+        self._record("error", msg, *args)
+
+    def exception(self, msg: str, *args: Any, **_kwargs: Any) -> None:
+        self._record("exception", msg, *args)
+
+
+def make_context(ti: FakeTI | None = None, store: FakeStateStore | None = None) -> dict[str, Any]:
+    return {"ti": ti or FakeTI(), "task_state_store": store if store is not None else FakeStateStore()}
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def video(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    path.write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video " + name.encode())
+    return path
+
+
+def job_gets(sim: SimulatorServer) -> int:
+    return sim.state.count("GET", JOB_GLOB)
+
+
+def run_trigger(trigger: SlipstreamJobTrigger) -> dict[str, Any]:
+    """The one event payload of a real trigger run."""
+
+    async def collect() -> list[Any]:
+        return [event async for event in trigger.run()]
+
+    events = asyncio.run(asyncio.wait_for(collect(), HANG_GUARD_SECONDS))
+    assert len(events) == 1, events
+    payload: dict[str, Any] = events[0].payload
+    return payload
+
+
+def poke_until_done(make_sensor: Any, context: dict[str, Any]) -> tuple[PokeReturnValue, int]:
+    """Poke like reschedule mode does (a fresh sensor each time) until done; the result and the poke count."""
+    for pokes in range(1, MAX_POKES + 1):
+        outcome = make_sensor().poke(context)
+        if outcome:
+            assert isinstance(outcome, PokeReturnValue), outcome
+            return outcome, pokes
+        assert outcome is False
+        time.sleep(0.05)
+    pytest.fail(f"the job did not complete within {MAX_POKES} pokes")
+
+
+@pytest.fixture
+def max_retries(sim_conn: SimulatorServer) -> int:
+    budget = SlipstreamHook().config.retry.max_retries
+    assert budget >= 1
+    return budget
+
+
+@pytest.fixture(scope="module")
+def error_events(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Error events produced by real trigger runs (timeout, 404, 403), for the execute_complete tests."""
+    events: dict[str, dict[str, Any]] = {}
+    state = SimulatorState(queued_seconds=0.0, processing_seconds=0.5)
+    with SimulatorServer(state) as sim, pytest.MonkeyPatch.context() as mp:
+        conn = {"conn_type": "slipstream", "host": sim.url, "password": state.api_key}
+        mp.setenv("AIRFLOW_CONN_SLIPSTREAM_DEFAULT", json.dumps(conn))
+        stalled = SlipstreamHook().submit_video(video(tmp_path_factory.mktemp("videos"), "stall_clip.mp4")).job_id
+        events["timeout"] = run_trigger(SlipstreamJobTrigger(stalled, poll_interval=0.1, deadline=time.time() + 0.3))
+        events["not_found"] = run_trigger(SlipstreamJobTrigger(str(uuid.uuid4()), poll_interval=0.1))
+        state.set_api_key("a-rotated-key")
+        events["auth"] = run_trigger(SlipstreamJobTrigger(stalled, poll_interval=0.1))
+    assert {name: event["error"] for name, event in events.items()} == {
+        "timeout": "SlipstreamJobTimeoutError",
+        "not_found": "SlipstreamJobNotFoundError",
+        "auth": "SlipstreamAuthError",
+    }
+    return events
+
+
+# == SlipstreamJobSensor ========================================================================
+
+
+def test_sensor_defaults() -> None:
+    sensor = SlipstreamJobSensor(task_id="wait", job_id="{{ ti.xcom_pull('submit') }}")
+    assert sensor.mode == "reschedule"
+    assert 2 <= sensor.poke_interval <= 5
+    assert sensor.deferrable is False
+    assert sensor.slipstream_conn_id == "slipstream_default"
+    assert "job_id" in sensor.template_fields
+
+
+def test_sensor_pokes_false_while_queued_or_processing(
+    hook: SlipstreamHook, sim_conn: SimulatorServer, tmp_path: Path
+) -> None:
+    sim_conn.state.configure(queued_seconds=600)
+    queued = hook.submit_video(sample_videos()["internal"]).job_id
+    sim_conn.state.configure(queued_seconds=0)
+    processing = hook.submit_video(video(tmp_path, "stall_clip.mp4")).job_id
+
+    for job_id, status in ((queued, "queued"), (processing, "processing")):
+        store = FakeStateStore()
+        for _ in range(2):
+            assert SlipstreamJobSensor(task_id="wait", job_id=job_id).poke(make_context(store=store)) is False
+        # The sensor saw the status it waited on (and remembered it for the next poke).
+        assert [value for _key, value in store.writes] == [status]
+
+
+@pytest.mark.parametrize("match", KINDS)
+def test_sensor_returns_the_contract_result_when_completed(
+    hook: SlipstreamHook, sim_conn: SimulatorServer, match: str
+) -> None:
+    job_id = hook.submit_video(sample_videos()[match]).job_id
+    context = make_context()
+
+    outcome, pokes = poke_until_done(lambda: SlipstreamJobSensor(task_id="wait", job_id=job_id), context)
+
+    assert outcome.is_done is True
+    assert outcome.xcom_value == expected_result(job_id, match)
+    assert pokes >= 2, "the first poke, right after submission, must have found the job unfinished"
+
+
+def test_sensor_keeps_waiting_through_an_outage_beyond_the_retry_budget(
+    hook: SlipstreamHook, sim_conn: SimulatorServer, max_retries: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = LogRecorder()
+    monkeypatch.setattr(SlipstreamJobSensor, "log", log)
+    job_id = hook.submit_video(sample_videos()["internal"]).job_id
+    sim_conn.state.add_fault(Fault("status", path=JOB_GLOB, method="GET", status=503))
+
+    assert SlipstreamJobSensor(task_id="wait", job_id=job_id).poke(make_context()) is False
+
+    assert job_gets(sim_conn) == max_retries + 1
+    assert any(level == "warning" and "poke again" in msg for level, msg in log.records), log.records
+
+
+@pytest.mark.parametrize("case", ["wrong-key-403", "unknown-job-404", "expired-job-404"])
+def test_sensor_fails_at_once_on_auth_and_not_found(hook: SlipstreamHook, sim_conn: SimulatorServer, case: str) -> None:
+    job_id = hook.submit_video(sample_videos()["internal"]).job_id
+    if case == "wrong-key-403":
+        sim_conn.state.set_api_key("a-rotated-key")
+        expected, advice = SlipstreamAuthError, "password field"
+    elif case == "unknown-job-404":
+        job_id = str(uuid.uuid4())
+        expected, advice = SlipstreamJobNotFoundError, "Submit the video again"
+    else:
+        sim_conn.state.expire_job(job_id)
+        expected, advice = SlipstreamJobNotFoundError, "Submit the video again"
+    gets_before = job_gets(sim_conn)
+
+    with pytest.raises(expected) as raised:
+        SlipstreamJobSensor(task_id="wait", job_id=job_id).poke(make_context())
+
+    # AirflowFailException: Airflow fails the task without spending its retries.
+    assert isinstance(raised.value, AirflowFailException)
+    assert advice in str(raised.value)
+    assert job_gets(sim_conn) - gets_before == 1, "not retried"
+
+
+def test_sensor_logs_each_status_change_once_across_rescheduled_pokes(
+    hook: SlipstreamHook, sim_conn: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = LogRecorder()
+    monkeypatch.setattr(SlipstreamJobSensor, "log", log)
+    sim_conn.state.configure(queued_seconds=0.3, processing_seconds=0.3)
+    job_id = hook.submit_video(video(tmp_path, "odd_status_clip.mp4")).job_id
+    # Reschedule mode: every poke is a new sensor object; only the task state store survives.
+    context = make_context()
+
+    outcome, pokes = poke_until_done(lambda: SlipstreamJobSensor(task_id="wait", job_id=job_id), context)
+
+    assert outcome.xcom_value == expected_result(job_id, "internal")
+    status_lines = [(level, msg) for level, msg in log.records if job_id in msg]
+    assert status_lines == [
+        ("info", f"Slipstream job {job_id} is queued"),
+        ("warning", f"Slipstream job {job_id} reports undocumented status 'transcoding'; still waiting"),
+        ("info", f"Slipstream job {job_id} is completed"),
+    ]
+    assert pokes > len(status_lines), "some pokes must have seen an unchanged status"
+
+
+def test_deferrable_sensor_defers_to_the_trigger_and_completes_with_its_event(
+    hook: SlipstreamHook, sim_conn: SimulatorServer
+) -> None:
+    sim_conn.state.configure(queued_seconds=1.0)
+    job_id = hook.submit_video(sample_videos()["competitor"]).job_id
+    sensor = SlipstreamJobSensor(task_id="wait", job_id=job_id, deferrable=True, poke_interval=0.2, timeout=600)
+    context = make_context()
+
+    before = time.time()
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(context)
+    after = time.time()
+
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, SlipstreamJobTrigger)
+    assert trigger.job_id == job_id
+    assert trigger.keep_waiting_on_transient is True
+    assert trigger.poll_interval == 0.2
+    assert trigger.slipstream_conn_id == "slipstream_default"
+    assert trigger.deadline is not None
+    assert before + 600 <= trigger.deadline <= after + 600
+    assert deferred.value.method_name == "execute_complete"
+    assert deferred.value.timeout is not None
+    assert deferred.value.timeout >= timedelta(seconds=600)
+
+    # What the triggerer would do next: run the trigger, then resume the task with its event.
+    event = run_trigger(trigger)
+    assert sensor.execute_complete(context, event) == expected_result(job_id, "competitor")
+
+
+def test_deferrable_sensor_returns_a_finished_result_without_deferring(
+    hook: SlipstreamHook, sim_conn: SimulatorServer
+) -> None:
+    job = hook.wait_for_job(hook.submit_video(sample_videos()["no_match"]).job_id, poll_interval=0.1, timeout=20)
+    sensor = SlipstreamJobSensor(task_id="wait", job_id=job.job_id, deferrable=True)
+
+    assert sensor.execute(make_context()) == expected_result(job.job_id, "no_match")
+
+
+def test_sensor_execute_complete_maps_error_events(error_events: dict[str, dict[str, Any]]) -> None:
+    sensor = SlipstreamJobSensor(task_id="wait", job_id=str(uuid.uuid4()))
+    context = make_context()
+
+    with pytest.raises(AirflowSensorTimeout) as timed_out:
+        sensor.execute_complete(context, error_events["timeout"])
+    assert str(timed_out.value) == error_events["timeout"]["message"]
+    assert isinstance(timed_out.value.__cause__, SlipstreamJobTimeoutError)
+
+    with pytest.raises(SlipstreamJobNotFoundError, match="Submit the video again"):
+        sensor.execute_complete(context, error_events["not_found"])
+    with pytest.raises(SlipstreamAuthError):
+        sensor.execute_complete(context, error_events["auth"])
+    with pytest.raises(SlipstreamError):
+        sensor.execute_complete(context, None)
+
+
+# == SlipstreamSubmitVideoOperator ===============================================================
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "exactly one of video_path"),
+        ({"video_path": "clip.mp4", "storage_key": "video-recognition/x_clip.mp4"}, "exactly one of video_path"),
+        ({"video_path": "clip.mp4", "upload_method": "ftp"}, "upload_method"),
+    ],
+    ids=["neither", "both", "bad-upload-method"],
+)
+@pytest.mark.parametrize("operator_class", [SlipstreamSubmitVideoOperator, SlipstreamRecognizeVideoOperator])
+def test_submit_operators_reject_bad_arguments_before_any_request(
+    sim_conn: SimulatorServer, operator_class: type, kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        operator_class(task_id="submit", **kwargs)
+    assert sim_conn.state.requests == []
+    assert sim_conn.state.jobs_created == 0
+
+
+def test_submit_operator_returns_the_job_id_and_pushes_it(sim_conn: SimulatorServer) -> None:
+    ti, store = FakeTI(), FakeStateStore()
+    operator = SlipstreamSubmitVideoOperator(task_id="submit", video_path=str(sample_videos()["external"]))
+
+    job_id = operator.execute(make_context(ti, store))
+
+    assert str(uuid.UUID(job_id)) == job_id
+    assert sim_conn.state.jobs_created == 1
+    assert job_id in sim_conn.state.jobs
+    assert ti.pushed == [("job_id", job_id)]
+    assert store.data == {JOB_ID_KEY: job_id}
+
+
+@pytest.mark.parametrize("status", ["queued", "completed"])
+def test_submit_operator_retry_reuses_the_stored_job(
+    hook: SlipstreamHook, sim_conn: SimulatorServer, status: str
+) -> None:
+    job_id = hook.submit_video(sample_videos()["internal"]).job_id
+    if status == "completed":
+        hook.wait_for_job(job_id, poll_interval=0.1, timeout=20)
+    ti, store = FakeTI(), FakeStateStore({JOB_ID_KEY: job_id})
+
+    returned = SlipstreamSubmitVideoOperator(task_id="submit", video_path=sample_videos()["internal"]).execute(
+        make_context(ti, store)
+    )
+
+    assert returned == job_id
+    assert sim_conn.state.jobs_created == 1, "the video was submitted again"
+    assert ti.pushed == [("job_id", job_id)]
+    assert store.data == {JOB_ID_KEY: job_id}
+
+
+def test_submit_operator_submits_anew_when_the_stored_job_expired(
+    hook: SlipstreamHook, sim_conn: SimulatorServer
+) -> None:
+    old = hook.submit_video(sample_videos()["internal"]).job_id
+    sim_conn.state.expire_job(old)
+    ti, store = FakeTI(), FakeStateStore({JOB_ID_KEY: old})
+
+    new = SlipstreamSubmitVideoOperator(task_id="submit", video_path=sample_videos()["internal"]).execute(
+        make_context(ti, store)
+    )
+
+    assert new != old
+    assert new in sim_conn.state.jobs
+    assert sim_conn.state.jobs_created == 2
+    assert ti.pushed == [("job_id", new)]
+    assert store.data == {JOB_ID_KEY: new}
+
+
+def test_submit_operator_accepts_a_presigned_storage_key(hook: SlipstreamHook, sim_conn: SimulatorServer) -> None:
+    target = hook.create_upload_url("competitor_clip.mov")
+    hook.upload_to_url(target, sample_videos()["competitor"])
+    ti = FakeTI()
+
+    job_id = SlipstreamSubmitVideoOperator(task_id="submit", storage_key=target.storage_key).execute(make_context(ti))
+
+    assert ti.pushed == [("job_id", job_id)]
+    assert hook.wait_for_job(job_id, poll_interval=0.1, timeout=20).to_result() == expected_result(job_id, "competitor")
+
+
+# == SlipstreamRecognizeVideoOperator ============================================================
+
+
+def test_recognize_operator_returns_the_contract_result(sim_conn: SimulatorServer) -> None:
+    ti, store = FakeTI(), FakeStateStore()
+    operator = SlipstreamRecognizeVideoOperator(
+        task_id="recognize", video_path=sample_videos()["competitor"], deferrable=False, poll_interval=0.2
+    )
+
+    result = operator.execute(make_context(ti, store))
+
+    assert sim_conn.state.jobs_created == 1
+    job_id = ti.pushed[0][1]
+    assert ti.pushed == [("job_id", job_id)]
+    assert store.data == {JOB_ID_KEY: job_id}
+    assert result == expected_result(job_id, "competitor")
+
+
+def test_recognize_operator_retry_resumes_the_submitted_job(
+    sim_conn: SimulatorServer, max_retries: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FakeStateStore()
+    # An outage while polling outlasts the retry budget: the first try fails after submitting.
+    fault = sim_conn.state.add_fault(
+        Fault("status", path=JOB_GLOB, method="GET", status=503, remaining=max_retries + 1)
+    )
+
+    def operator() -> SlipstreamRecognizeVideoOperator:
+        return SlipstreamRecognizeVideoOperator(
+            task_id="recognize", video_path=sample_videos()["external"], deferrable=False, poll_interval=0.2
+        )
+
+    first_ti = FakeTI()
+    with pytest.raises(SlipstreamTransientError):
+        operator().execute(make_context(first_ti, store))
+    assert fault.remaining == 0
+    assert sim_conn.state.jobs_created == 1
+    job_id = store.data[JOB_ID_KEY]
+    assert first_ti.pushed == [("job_id", job_id)], "the job id must be in XCom as soon as it is known"
+
+    # The retry: a new operator object, the same task state store.
+    second_ti = FakeTI()
+    result = operator().execute(make_context(second_ti, store))
+
+    assert result == expected_result(job_id, "external")
+    assert sim_conn.state.jobs_created == 1, "the retry submitted the video again"
+    assert ("job_id", job_id) in second_ti.pushed
+
+
+@pytest.mark.parametrize("timeout", [None, 120])
+def test_deferrable_recognize_operator_defers_after_submitting(
+    sim_conn: SimulatorServer, timeout: float | None
+) -> None:
+    ti, store = FakeTI(), FakeStateStore()
+    operator = SlipstreamRecognizeVideoOperator(
+        task_id="recognize",
+        video_path=sample_videos()["no_match"],
+        deferrable=True,
+        poll_interval=0.2,
+        timeout=timeout,
+    )
+    context = make_context(ti, store)
+
+    before = time.time()
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute(context)
+    after = time.time()
+
+    job_id = store.data[JOB_ID_KEY]
+    assert ti.pushed == [("job_id", job_id)]
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, SlipstreamJobTrigger)
+    assert trigger.job_id == job_id
+    assert trigger.keep_waiting_on_transient is False
+    assert trigger.poll_interval == 0.2
+    if timeout is None:
+        assert trigger.deadline is None
+    else:
+        assert trigger.deadline is not None
+        assert before + timeout <= trigger.deadline <= after + timeout
+    assert deferred.value.method_name == "execute_complete"
+
+    event = run_trigger(trigger)
+    assert operator.execute_complete(context, event) == expected_result(job_id, "no_match")
+    assert sim_conn.state.jobs_created == 1
+
+
+def test_recognize_operator_execute_complete_maps_error_events(error_events: dict[str, dict[str, Any]]) -> None:
+    operator = SlipstreamRecognizeVideoOperator(task_id="recognize", video_path="clip.mp4", deferrable=True)
+    context = make_context()
+    for name, expected in (
+        ("timeout", SlipstreamJobTimeoutError),
+        ("not_found", SlipstreamJobNotFoundError),
+        ("auth", SlipstreamAuthError),
+    ):
+        with pytest.raises(expected) as raised:
+            operator.execute_complete(context, error_events[name])
+        assert str(raised.value) == error_events[name]["message"]
+    with pytest.raises(SlipstreamError):
+        operator.execute_complete(context, None)
+
+
+# == SlipstreamGetTrackOperator ===================================================================
+
+
+def test_get_track_returns_the_contract_result_of_completed_jobs(
+    hook: SlipstreamHook, sim_conn: SimulatorServer
+) -> None:
+    job_ids = {kind: hook.submit_video(sample_videos()[kind]).job_id for kind in KINDS}
+    for job_id in job_ids.values():
+        hook.wait_for_job(job_id, poll_interval=0.1, timeout=20)
+
+    for kind, job_id in job_ids.items():
+        result = SlipstreamGetTrackOperator(task_id="get", job_id=job_id).execute(make_context())
+        assert result == expected_result(job_id, kind)
+
+    # Labels passed to the operator replace the defaults: Epidemic Sound is no longer a competitor.
+    relabelled = SlipstreamGetTrackOperator(
+        task_id="get", job_id=job_ids["competitor"], competitor_labels=["Independent Records"]
+    ).execute(make_context())
+    assert relabelled["match"] == "external"
+    external = SlipstreamGetTrackOperator(
+        task_id="get", job_id=job_ids["external"], competitor_labels=["independent  records"]
+    ).execute(make_context())
+    assert external["match"] == "competitor"
+
+
+def test_get_track_on_an_unfinished_job_says_to_wait_first(hook: SlipstreamHook, sim_conn: SimulatorServer) -> None:
+    sim_conn.state.configure(queued_seconds=600)
+    job_id = hook.submit_video(sample_videos()["internal"]).job_id
+
+    with pytest.raises(SlipstreamJobNotCompletedError) as raised:
+        SlipstreamGetTrackOperator(task_id="get", job_id=job_id).execute(make_context())
+
+    assert "SlipstreamJobSensor" in str(raised.value)
+    assert "queued" in str(raised.value)
+
+
+# == SlipstreamMatchBranchOperator =================================================================
+
+BRANCHES = {
+    "internal": "publish",
+    "competitor": ["flag_competitor", "notify_legal"],
+    "external": ("review",),
+}
+
+
+def result_of(match: str) -> dict[str, Any]:
+    return expected_result(str(uuid.uuid4()), match)
+
+
+def test_branch_rejects_unknown_match_kinds() -> None:
+    with pytest.raises(ValueError, match="epidemic"):
+        SlipstreamMatchBranchOperator(task_id="branch", branches={"internal": "a", "epidemic": "b"}, result={})
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"result": {"match": "internal"}, "result_task_id": "recognize"}],
+    ids=["neither", "both"],
+)
+def test_branch_needs_exactly_one_result_source(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="result"):
+        SlipstreamMatchBranchOperator(task_id="branch", branches=BRANCHES, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("match", "expected"),
+    [
+        ("internal", ["publish"]),
+        ("competitor", ["flag_competitor", "notify_legal"]),
+        ("external", ["review"]),
+        ("no_match", []),
+    ],
+)
+def test_branch_follows_the_tasks_mapped_to_the_match(match: str, expected: list[str]) -> None:
+    operator = SlipstreamMatchBranchOperator(task_id="branch", branches=BRANCHES, result=result_of(match))
+    assert operator.choose_branch(make_context()) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, "internal", ["internal"], {"status": "completed"}, {"match": "epidemic"}, {"match": None}],
+    ids=["none", "str", "list", "no-match-key", "unknown-match", "null-match"],
+)
+def test_branch_rejects_a_value_that_is_not_a_result(value: Any) -> None:
+    # Built with a placeholder, then given the bad value the way templating would hand it over.
+    operator = SlipstreamMatchBranchOperator(task_id="branch", branches=BRANCHES, result=result_of("internal"))
+    operator.result = value
+    with pytest.raises(ValueError, match="result"):
+        operator.choose_branch(make_context())
+
+
+def test_branch_pulls_the_result_by_task_id() -> None:
+    ti = FakeTI({"recognize": result_of("competitor")})
+    operator = SlipstreamMatchBranchOperator(task_id="branch", branches=BRANCHES, result_task_id="recognize")
+
+    assert operator.choose_branch(make_context(ti)) == ["flag_competitor", "notify_legal"]
+    assert [pull["task_ids"] for pull in ti.pulled] == ["recognize"]
+
+
+def test_operators_compose_in_a_dag_with_xcom_args() -> None:
+    with DAG(dag_id="slipstream_compose", schedule=None) as dag:
+        recognize = SlipstreamRecognizeVideoOperator(task_id="recognize", video_path="{{ params.video }}")
+        branch = SlipstreamMatchBranchOperator(task_id="branch", branches=BRANCHES, result=recognize.output)
+        recognize >> branch
+
+    assert set(dag.task_ids) == {"recognize", "branch"}
+    assert branch.upstream_task_ids == {"recognize"}
+    assert "video_path" in recognize.template_fields
+    assert "result" in branch.template_fields
