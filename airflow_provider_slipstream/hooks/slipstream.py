@@ -24,7 +24,7 @@ from airflow_provider_slipstream.exceptions import (
 )
 from airflow_provider_slipstream.models import RecognitionJob, UploadTarget, check_response, error_message
 from airflow_provider_slipstream.retry import SUBMIT_RETRYABLE_STATUS, RetryPolicy
-from airflow_provider_slipstream.uploads import StreamingBody, VideoPath, multipart_body, open_video
+from airflow_provider_slipstream.uploads import StreamingBody, VideoFile, VideoPath, multipart_body, open_video
 from airflow_provider_slipstream.validation import (
     MAX_DIRECT_UPLOAD_BYTES,
     validate_filename,
@@ -161,14 +161,7 @@ class SlipstreamHook(BaseHook):
 
     def submit_file(self, path: VideoPath) -> RecognitionJob:
         """Submit a video as one streamed multipart upload (up to 100 MB)."""
-        video = open_video(path, max_bytes=MAX_DIRECT_UPLOAD_BYTES)
-
-        def body() -> tuple[StreamingBody, dict[str, str]]:
-            data, content_type = multipart_body(video)
-            return data, {"Content-Type": content_type}
-
-        data = self._request("POST", API_PREFIX, what=f"the upload of {video.name!r}", body=body, submit=True)
-        return self._submitted(data)
+        return self._post_file(open_video(path, max_bytes=MAX_DIRECT_UPLOAD_BYTES))
 
     def create_upload_url(self, filename: str) -> UploadTarget:
         """Ask for a one-time presigned URL to upload ``filename`` to."""
@@ -180,12 +173,7 @@ class SlipstreamHook(BaseHook):
 
     def upload_to_url(self, target: UploadTarget, path: VideoPath) -> None:
         """PUT the file to a presigned URL: streamed, with the pinned Content-Type and no Authorization."""
-        video = open_video(path)
-
-        def body() -> tuple[StreamingBody, dict[str, str]]:
-            return StreamingBody(video), {"Content-Type": target.content_type}
-
-        self._request("PUT", target.upload_url, what=f"the presigned upload of {video.name!r}", body=body, api=False)
+        self._put_file(target, open_video(path))
 
     def submit_storage_key(self, storage_key: str) -> RecognitionJob:
         """Submit a video already uploaded to a presigned URL."""
@@ -201,9 +189,9 @@ class SlipstreamHook(BaseHook):
             raise ValueError(f"upload method must be 'auto', 'direct' or 'presigned', not {method!r}")
         video = open_video(path, max_bytes=MAX_DIRECT_UPLOAD_BYTES if method == "direct" else None)
         if method == "direct" or (method == "auto" and video.size <= self.presigned_threshold_bytes):
-            return self.submit_file(video.path)
+            return self._post_file(video)
         target = self.create_upload_url(video.name)
-        self.upload_to_url(target, video.path)
+        self._put_file(target, video)
         return self.submit_storage_key(target.storage_key)
 
     def wait_for_job(self, job_id: str, *, poll_interval: float = 3.0, timeout: float | None = None) -> RecognitionJob:
@@ -213,7 +201,7 @@ class SlipstreamHook(BaseHook):
         while True:
             job = self.get_job(job_id)
             if job.status != last_status:
-                self.log.info("Slipstream job %s is %s", job.job_id, job.status)
+                log_status(self.log, job)
                 last_status = job.status
             if job.is_completed:
                 return job
@@ -255,6 +243,20 @@ class SlipstreamHook(BaseHook):
             yield client
 
     # -- plumbing --------------------------------------------------------------------------
+
+    def _post_file(self, video: VideoFile) -> RecognitionJob:
+        def body() -> tuple[StreamingBody, dict[str, str]]:
+            data, content_type = multipart_body(video)
+            return data, {"Content-Type": content_type}
+
+        data = self._request("POST", API_PREFIX, what=f"the upload of {video.name!r}", body=body, submit=True)
+        return self._submitted(data)
+
+    def _put_file(self, target: UploadTarget, video: VideoFile) -> None:
+        def body() -> tuple[StreamingBody, dict[str, str]]:
+            return StreamingBody(video), {"Content-Type": target.content_type}
+
+        self._request("PUT", target.upload_url, what=f"the presigned upload of {video.name!r}", body=body, api=False)
 
     def _submitted(self, data: Any) -> RecognitionJob:
         job = RecognitionJob.from_api(data)
@@ -344,6 +346,14 @@ class SlipstreamHook(BaseHook):
             return check_response(response.status_code, response.content, what, job_id=job_id)
         except SlipstreamTransientError as exc:
             raise _Retry(exc, response.headers.get("Retry-After")) from exc
+
+
+def log_status(log: Any, job: RecognitionJob) -> None:
+    """Log a job's new status; an undocumented one is a warning (it counts as "not finished")."""
+    if job.is_known_status:
+        log.info("Slipstream job %s is %s", job.job_id, job.status)
+    else:
+        log.warning("Slipstream job %s reports undocumented status %r; still waiting", job.job_id, job.status)
 
 
 def _never_sent(exc: requests.RequestException) -> bool:

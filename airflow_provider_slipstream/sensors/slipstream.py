@@ -11,7 +11,7 @@ from airflow.providers.common.compat.sdk import AirflowSensorTimeout, conf
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_slipstream.exceptions import SlipstreamJobTimeoutError, SlipstreamTransientError
-from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook
+from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook, log_status
 from airflow_provider_slipstream.triggers.slipstream import (
     DEFAULT_POLL_INTERVAL,
     SlipstreamJobTrigger,
@@ -119,10 +119,7 @@ class SlipstreamJobSensor(BaseSensorOperator):
         previous = store.get(_LAST_STATUS_KEY) if store is not None else self._last_status
         if job.status == previous:
             return
-        if job.is_known_status:
-            self.log.info("Slipstream job %s is %s", job.job_id, job.status)
-        else:
-            self.log.warning("Slipstream job %s reports undocumented status %r; still waiting", job.job_id, job.status)
+        log_status(self.log, job)
         self._last_status = job.status
         if store is not None:
             store.set(_LAST_STATUS_KEY, job.status)

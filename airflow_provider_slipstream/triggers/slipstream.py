@@ -10,7 +10,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_slipstream import exceptions
 from airflow_provider_slipstream.exceptions import SlipstreamError, SlipstreamJobTimeoutError, SlipstreamTransientError
-from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook
+from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook, log_status
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -90,8 +90,7 @@ class SlipstreamJobTrigger(BaseTrigger):
                     self.log.warning("Still waiting for Slipstream job %s despite: %s", self.job_id, exc)
                 else:
                     if job.status != last_status:
-                        log = self.log.info if job.is_known_status else self.log.warning
-                        log("Slipstream job %s is %s", self.job_id, job.status)
+                        log_status(self.log, job)
                         last_status = job.status
                     if job.is_completed:
                         config = await hook.aget_config()
