@@ -40,12 +40,12 @@ class SlipstreamTransientError(SlipstreamApiError):
     """A temporary failure (429, 5xx, timeout, dropped connection) that outlasted the retry budget."""
 
 
-class SlipstreamSubmitUncertainError(SlipstreamApiError):
+class SlipstreamSubmitUncertainError(SlipstreamApiError, AirflowFailException):
     """
     A submit request failed after it may have reached the server.
 
-    The API has no idempotency key, so it is not re-sent automatically: a second POST could create
-    a second job.
+    The API has no idempotency key, so neither the hook nor Airflow's task retries re-send it:
+    a second POST could create a second job. Clear the task to submit again.
     """
 
 

@@ -21,6 +21,7 @@ from airflow_provider_slipstream.exceptions import (
     SlipstreamTransientError,
     SlipstreamValidationError,
 )
+from airflow_provider_slipstream.retry import RETRYABLE_STATUS
 
 
 class JobStatus(str, Enum):
@@ -217,7 +218,7 @@ def check_response(status: int, body: bytes, what: str, *, job_id: str | None = 
             "(results are kept about a day after completion). Submit the video again.",
             status_code=status,
         )
-    if status == 429 or status >= 500:
+    if status in RETRYABLE_STATUS:
         raise SlipstreamTransientError(
             f"Slipstream could not answer {what} right now ({status}: {message}). This is usually temporary; "
             "the task can be retried later.",

@@ -36,6 +36,7 @@ from airflow_provider_slipstream.operators.slipstream import (
     SlipstreamSubmitVideoOperator,
 )
 from airflow_provider_slipstream.samples import sample_videos
+from airflow_provider_slipstream.sensors import slipstream as sensor_module
 from airflow_provider_slipstream.sensors.slipstream import SlipstreamJobSensor
 from airflow_provider_slipstream.simulator import Fault, SimulatorServer, SimulatorState
 from airflow_provider_slipstream.triggers.slipstream import SlipstreamJobTrigger
@@ -273,6 +274,30 @@ def test_sensor_keeps_waiting_through_an_outage_beyond_the_retry_budget(
 
     assert job_gets(sim_conn) == max_retries + 1
     assert any(level == "warning" and "poke again" in msg for level, msg in log.records), log.records
+
+
+def test_reschedule_poke_gives_its_slot_back_instead_of_sleeping_out_a_long_retry_after(
+    hook: SlipstreamHook, sim_conn: SimulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = LogRecorder()
+    monkeypatch.setattr(SlipstreamJobSensor, "log", log)
+    monkeypatch.setattr(sensor_module, "MAX_RETRY_WAIT_PER_POKE", 0.5)
+    job_id = hook.submit_video(sample_videos()["internal"]).job_id
+    sim_conn.state.add_fault(
+        Fault("status", path=JOB_GLOB, method="GET", status=429, headers={"Retry-After": "30"}, remaining=1)
+    )
+
+    started = time.monotonic()
+    assert SlipstreamJobSensor(task_id="wait", job_id=job_id).poke(make_context()) is False
+
+    assert time.monotonic() - started < 10, "the poke slept out the 30 s Retry-After"
+    assert job_gets(sim_conn) == 1
+    assert any(level == "warning" and "timeout" in msg for level, msg in log.records), log.records
+    # The next poke (a later reschedule) polls again and finds the job.
+    time.sleep(0.8)
+    result = SlipstreamJobSensor(task_id="wait", job_id=job_id).poke(make_context())
+    assert isinstance(result, PokeReturnValue)
+    assert result.xcom_value == expected_result(job_id, "internal")
 
 
 @pytest.mark.parametrize("case", ["wrong-key-403", "unknown-job-404", "expired-job-404"])

@@ -56,14 +56,20 @@ class _Retry(Exception):
 class _Attempts:
     """Counts the attempts of one request and says how long to wait before the next one."""
 
-    def __init__(self, policy: RetryPolicy, log: Any) -> None:
-        self.policy, self.log, self.number = policy, log, 0
+    def __init__(self, policy: RetryPolicy, log: Any, deadline: float | None) -> None:
+        self.policy, self.log, self.deadline, self.number = policy, log, deadline, 0
 
     def next_delay(self, retry: _Retry) -> float:
         if self.number >= self.policy.max_retries:
             raise retry.error
         self.number += 1
         delay = self.policy.delay(self.number, retry.retry_after)
+        if self.deadline is not None and time.monotonic() + delay > self.deadline:
+            # Sleeping out a long Retry-After (or backoff) would overrun the caller's wait.
+            raise SlipstreamJobTimeoutError(
+                f"{retry.error} Retrying in {delay:.1f} s would pass the wait's timeout. "
+                "Raise the timeout if Slipstream is often this busy."
+            ) from retry.error
         self.log.warning("%s Retry %d of %d in %.1f s.", retry.error, self.number, self.policy.max_retries, delay)
         return delay
 
@@ -153,10 +159,16 @@ class SlipstreamHook(BaseHook):
 
     # -- the API ---------------------------------------------------------------------------
 
-    def get_job(self, job_id: str) -> RecognitionJob:
-        """Read a job's status and, once completed, its track."""
+    def get_job(self, job_id: str, *, deadline: float | None = None) -> RecognitionJob:
+        """
+        Read a job's status and, once completed, its track.
+
+        :param deadline: a ``time.monotonic()`` value; retries that would sleep past it end with
+            :class:`SlipstreamJobTimeoutError` instead.
+        """
         job_id = validate_job_id(job_id)
-        data = self._request("GET", f"{API_PREFIX}{job_id}/", what=f"the status of job {job_id}", job_id=job_id)
+        what = f"the status of job {job_id}"
+        data = self._request("GET", f"{API_PREFIX}{job_id}/", what=what, job_id=job_id, deadline=deadline)
         return RecognitionJob.from_api(data)
 
     def submit_file(self, path: VideoPath) -> RecognitionJob:
@@ -199,7 +211,7 @@ class SlipstreamHook(BaseHook):
         deadline = None if timeout is None else time.monotonic() + timeout
         last_status = None
         while True:
-            job = self.get_job(job_id)
+            job = self.get_job(job_id, deadline=deadline)
             if job.status != last_status:
                 log_status(self.log, job)
                 last_status = job.status
@@ -212,12 +224,14 @@ class SlipstreamHook(BaseHook):
                 )
             time.sleep(poll_interval)
 
-    async def aget_job(self, job_id: str, client: httpx.AsyncClient) -> RecognitionJob:
+    async def aget_job(
+        self, job_id: str, client: httpx.AsyncClient, *, deadline: float | None = None
+    ) -> RecognitionJob:
         """Async :meth:`get_job` for triggers: never blocks the event loop."""
         job_id = validate_job_id(job_id)
         config = await self.aget_config()
         what = f"the status of job {job_id}"
-        attempts = _Attempts(config.retry, self.log)
+        attempts = _Attempts(config.retry, self.log, deadline)
         while True:
             try:
                 data = await self._asend(client, config, f"{API_PREFIX}{job_id}/", what, job_id)
@@ -274,9 +288,10 @@ class SlipstreamHook(BaseHook):
         job_id: str | None = None,
         submit: bool = False,
         api: bool = True,
+        deadline: float | None = None,
     ) -> Any:
         config = self.config
-        attempts = _Attempts(config.retry, self.log)
+        attempts = _Attempts(config.retry, self.log, deadline)
         while True:
             try:
                 return self._send(method, path_or_url, config, what, json, body, job_id, submit, api)
@@ -396,7 +411,7 @@ def _check_upload(response: requests.Response, what: str) -> None:
 def _uncertain_submit(what: str, detail: str) -> SlipstreamSubmitUncertainError:
     return SlipstreamSubmitUncertainError(
         f"Submitting {what} failed and may still have created a job: {detail}. It was not re-sent, because "
-        "Slipstream has no idempotency key and a second POST could create a duplicate job. Retry the task "
+        "Slipstream has no idempotency key and a second POST could create a duplicate job. Clear the task "
         "to submit again if no job appears for this video."
     )
 

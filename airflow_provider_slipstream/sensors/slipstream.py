@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
     from airflow_provider_slipstream.models import RecognitionJob
 
+#: Longest pause (Retry-After or backoff) one reschedule-mode poke sleeps out, in seconds.
+MAX_RETRY_WAIT_PER_POKE = 60.0
 #: Where the last seen status is kept between pokes, so each change is logged once.
 _LAST_STATUS_KEY = "slipstream_last_status"
 
@@ -74,9 +76,12 @@ class SlipstreamJobSensor(BaseSensorOperator):
         return SlipstreamHook(self.slipstream_conn_id)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
+        # In reschedule mode a poke may sleep out a short Retry-After, but must not hold its
+        # worker slot through a long one: it gives up and the next poke tries again.
+        deadline = time.monotonic() + MAX_RETRY_WAIT_PER_POKE if self.reschedule else None
         try:
-            job = self.hook.get_job(self.job_id)
-        except SlipstreamTransientError as exc:
+            job = self.hook.get_job(self.job_id, deadline=deadline)
+        except (SlipstreamTransientError, SlipstreamJobTimeoutError) as exc:
             self.log.warning("Slipstream is not answering right now; will poke again: %s", exc)
             return False
         self._log_status_change(job, context)

@@ -79,11 +79,13 @@ class SlipstreamJobTrigger(BaseTrigger):
 
     async def _wait(self) -> dict[str, Any]:
         hook = SlipstreamHook(self.slipstream_conn_id)
+        # `deadline` is wall-clock so it survives serialization; retries need the monotonic clock.
+        retry_deadline = None if self.deadline is None else time.monotonic() + self.deadline - time.time()
         last_status: str | None = None
         async with hook.async_client() as client:
             while True:
                 try:
-                    job = await hook.aget_job(self.job_id, client)
+                    job = await hook.aget_job(self.job_id, client, deadline=retry_deadline)
                 except SlipstreamTransientError as exc:
                     if not self.keep_waiting_on_transient:
                         raise
