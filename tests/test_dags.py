@@ -15,8 +15,9 @@ import pytest
 from airflow_harness import DAGS_FOLDER, AirflowHarness, slipstream_conn
 
 from airflow_provider_slipstream.samples import sample_videos
-from airflow_provider_slipstream.simulator import SCENARIOS, Fault, SimulatorServer, SimulatorState
+from airflow_provider_slipstream.simulator import Fault, SimulatorServer, SimulatorState
 from tests.conftest import FAST_RETRY_EXTRA
+from tests.contract import expected_result
 
 pytestmark = pytest.mark.dagrun
 
@@ -27,11 +28,6 @@ BRANCH_FOR = {
     "external": "review_outside_track",
     "no_match": "no_music",
 }
-SCENARIO_FOR = {"internal": "internal", "competitor": "competitor", "external": "external", "no_match": "no_music"}
-
-
-def expected_result(job_id: str, match: str) -> dict:
-    return {"job_id": job_id, "status": "completed", "match": match, "track": SCENARIOS[SCENARIO_FOR[match]]}
 
 
 @pytest.fixture(scope="module")

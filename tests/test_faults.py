@@ -13,7 +13,7 @@ sensor uses it (``True``); and ``SlipstreamRecognizeVideoOperator`` waiting in t
 
 Every case checks three things:
 
-* the outcome: success with the exact contract result dict (the simulator's ``SCENARIOS`` track),
+* the outcome: success with the exact contract result dict (``tests.contract``),
   or the specific exception class with a message that says what to do;
 * the API calls, from the simulator's own request log: exact counts of faulted requests (and of all
   requests where the outcome fixes them), otherwise an upper bound from the elapsed time, plus
@@ -53,10 +53,11 @@ from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook
 from airflow_provider_slipstream.operators.slipstream import SlipstreamRecognizeVideoOperator
 from airflow_provider_slipstream.samples import sample_videos
 from airflow_provider_slipstream.sensors.slipstream import SlipstreamJobSensor
-from airflow_provider_slipstream.simulator import SCENARIOS, Fault, SimulatorServer, SimulatorState
+from airflow_provider_slipstream.simulator import Fault, SimulatorServer, SimulatorState
 from airflow_provider_slipstream.simulator.state import RequestRecord
 from airflow_provider_slipstream.triggers.slipstream import SlipstreamJobTrigger, result_from_event
 from tests.conftest import FAST_RETRY_EXTRA
+from tests.contract import expected_result
 
 JOB_GLOB = "/api/v4/video-recognition/*/"
 SUBMIT_PATH = "/api/v4/video-recognition/"
@@ -82,7 +83,6 @@ MIN_RETRY_GAP = 0.02
 #: asyncio and time.sleep may wake a hair early or late; pacing bounds allow this much.
 PACE_SLACK = 0.02
 
-SCENARIO_OF_MATCH = {"internal": "internal", "competitor": "competitor", "external": "external", "no_match": "no_music"}
 
 COMPONENTS = ("hook", "sensor-poke", "sensor-reschedule", "trigger", "trigger-keep-waiting", "recognize")
 
@@ -430,10 +430,6 @@ def video_for(case_video: str, tmp_path: Path) -> Path:
     path = tmp_path / case_video
     path.write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video " + case_video.encode())
     return path
-
-
-def expected_result(job_id: str, match: str) -> dict[str, Any]:
-    return {"job_id": job_id, "status": "completed", "match": match, "track": SCENARIOS[SCENARIO_OF_MATCH[match]]}
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook
 from airflow_provider_slipstream.models import RecognitionJob
 from airflow_provider_slipstream.samples import sample_videos
 from airflow_provider_slipstream.simulator import Fault
+from tests.contract import EXPECTED_TRACKS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -56,37 +57,6 @@ PUT_ROUTE = "PUT /sim-bucket/temp/{storage_key}"
 GET_ROUTE = "GET /api/v4/video-recognition/{job_id}/"
 UNKNOWN_JOB = "7b2c1e8a-0f4d-4a2b-9c11-7f5a2d9e3c10"
 SAMPLES = sample_videos()
-
-EXPECTED_TRACKS: dict[str, dict[str, Any] | None] = {
-    "internal": {
-        "id": "11111111-1111-1111-1111-111111111111",
-        "title": "Golden Hour",
-        "artist": "The Coast",
-        "internal": True,
-        "isrc": "USRC12345678",
-        "score": 96.5,
-        "external_label": None,
-    },
-    "competitor": {
-        "id": None,
-        "title": "Some Stock Track",
-        "artist": "A Stock Artist",
-        "internal": False,
-        "isrc": "SE5Q52400123",
-        "score": 100.0,
-        "external_label": "Epidemic Sound",
-    },
-    "external": {
-        "id": None,
-        "title": "Open Road",
-        "artist": "Indie Artist",
-        "internal": False,
-        "isrc": None,
-        "score": 87.25,
-        "external_label": "Independent Records",
-    },
-    "no_match": None,
-}
 
 
 # -- helpers -----------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from airflow_provider_slipstream.sensors import slipstream as sensor_module
 from airflow_provider_slipstream.sensors.slipstream import SlipstreamJobSensor
 from airflow_provider_slipstream.simulator import Fault, SimulatorServer, SimulatorState
 from airflow_provider_slipstream.triggers.slipstream import SlipstreamJobTrigger
+from tests.contract import EXPECTED_TRACKS, expected_result
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -51,41 +52,7 @@ JOB_ID_KEY = "slipstream_job_id"
 MAX_POKES = 200
 HANG_GUARD_SECONDS = 30.0
 
-EXPECTED_TRACKS: dict[str, dict[str, Any] | None] = {
-    "internal": {
-        "id": "11111111-1111-1111-1111-111111111111",
-        "title": "Golden Hour",
-        "artist": "The Coast",
-        "internal": True,
-        "isrc": "USRC12345678",
-        "score": 96.5,
-        "external_label": None,
-    },
-    "competitor": {
-        "id": None,
-        "title": "Some Stock Track",
-        "artist": "A Stock Artist",
-        "internal": False,
-        "isrc": "SE5Q52400123",
-        "score": 100.0,
-        "external_label": "Epidemic Sound",
-    },
-    "external": {
-        "id": None,
-        "title": "Open Road",
-        "artist": "Indie Artist",
-        "internal": False,
-        "isrc": None,
-        "score": 87.25,
-        "external_label": "Independent Records",
-    },
-    "no_match": None,
-}
 KINDS = list(EXPECTED_TRACKS)
-
-
-def expected_result(job_id: str, match: str) -> dict[str, Any]:
-    return {"job_id": job_id, "status": "completed", "match": match, "track": EXPECTED_TRACKS[match]}
 
 
 # -- fakes for the parts of the task context these methods use --------------------------------

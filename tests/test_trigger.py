@@ -29,6 +29,7 @@ from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook
 from airflow_provider_slipstream.samples import sample_videos
 from airflow_provider_slipstream.simulator import Fault
 from airflow_provider_slipstream.triggers.slipstream import SlipstreamJobTrigger, result_from_event
+from tests.contract import EXPECTED_TRACKS, expected_result
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -41,42 +42,6 @@ JOB_GLOB = "/api/v4/video-recognition/*/"
 TRIGGER_CLASSPATH = "airflow_provider_slipstream.triggers.slipstream.SlipstreamJobTrigger"
 #: A safety net so a trigger that never ends fails the test instead of hanging it; not an assertion on speed.
 HANG_GUARD_SECONDS = 30.0
-
-#: The result contract of design.md, per sample clip (the simulator answers as the API docs show).
-EXPECTED_TRACKS: dict[str, dict[str, Any] | None] = {
-    "internal": {
-        "id": "11111111-1111-1111-1111-111111111111",
-        "title": "Golden Hour",
-        "artist": "The Coast",
-        "internal": True,
-        "isrc": "USRC12345678",
-        "score": 96.5,
-        "external_label": None,
-    },
-    "competitor": {
-        "id": None,
-        "title": "Some Stock Track",
-        "artist": "A Stock Artist",
-        "internal": False,
-        "isrc": "SE5Q52400123",
-        "score": 100.0,
-        "external_label": "Epidemic Sound",
-    },
-    "external": {
-        "id": None,
-        "title": "Open Road",
-        "artist": "Indie Artist",
-        "internal": False,
-        "isrc": None,
-        "score": 87.25,
-        "external_label": "Independent Records",
-    },
-    "no_match": None,
-}
-
-
-def expected_result(job_id: str, match: str) -> dict[str, Any]:
-    return {"job_id": job_id, "status": "completed", "match": match, "track": EXPECTED_TRACKS[match]}
 
 
 def run_trigger(trigger: SlipstreamJobTrigger) -> list[TriggerEvent]:
