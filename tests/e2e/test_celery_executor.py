@@ -1,0 +1,246 @@
+"""
+The batch DAG on a CeleryExecutor deployment: PostgreSQL metadata database, Redis broker, two
+Celery workers (concurrency 4 each), scheduler, DAG processor, triggerer and API server, all
+separate processes started here on loopback ports.
+
+One run of ``slipstream_audioverify_batch`` over many generated clips (scenario keyword in
+each name). Checked: each clip recognised exactly once, with the outcome its name asks for;
+the results are XComs in the PostgreSQL database; the summary counts; every recognition
+waited on the triggerer with our trigger; and both workers ran tasks.
+
+Switched: runs with ``SLIPSTREAM_E2E_CELERY=1``, ``-m celery``, or when this file is named on
+the command line (see conftest.py). Needs ``redis-server`` and ``postgresql`` installed: the
+test fails, with the install command, when they are not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from airflow_provider_slipstream.simulator import SCENARIOS, SimulatorServer, SimulatorState
+from tests.e2e.conftest import REPO, AirflowDeployment, TaskInstanceWatcher, wait_until
+from tests.e2e.services import PostgresServer, RedisServer
+from tests.e2e.worker_identity import ENV as WORKER_NAME_ENV
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+pytestmark = [pytest.mark.e2e, pytest.mark.celery, pytest.mark.timeout(900)]
+
+BATCH = "slipstream_audioverify_batch"
+RUN_ID = "e2e_celery_batch"
+#: Simulator scenario keyword in the file name -> the match kind the provider reports.
+KINDS = {"internal": "internal", "competitor": "competitor", "external": "external", "no_music": "no_match"}
+CLIPS = 60
+WORKERS = ("e2e-worker-a", "e2e-worker-b")
+CONCURRENCY = 4
+TRIGGER_CLASSPATH = "airflow_provider_slipstream.triggers.slipstream.SlipstreamJobTrigger"
+CELERY_DONE = re.compile(r"Task execute_workload\[[0-9a-f-]+\] succeeded")
+STARTUP_TIMEOUT = 240
+RUN_TIMEOUT = 480
+
+
+@dataclass
+class Outcome:
+    deployment: AirflowDeployment
+    postgres: PostgresServer
+    sim: SimulatorServer
+    clips: list[tuple[Path, str]]
+    state: str
+    tis: dict[tuple[str, int], dict[str, Any]]
+    watcher: TaskInstanceWatcher
+    jobs_created: int
+    seconds: float
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> list[tuple[Path, str]]:
+    """CLIPS small .mp4 files, cycling the four scenarios: (path, expected match kind)."""
+    folder = tmp_path_factory.mktemp("clips")
+    made = []
+    for i in range(CLIPS):
+        keyword = list(KINDS)[i % len(KINDS)]
+        path = folder / f"clip_{i:03d}_{keyword}.mp4"
+        path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + f"e2e clip {i}".encode() * 64)
+        made.append((path, KINDS[keyword]))
+    return made
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimulatorServer]:
+    with SimulatorServer(SimulatorState(queued_seconds=0.5, processing_seconds=3.0)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def postgres(process_registry) -> PostgresServer:
+    server = PostgresServer(process_registry)
+    # Removed once every process is stopped: the registry stops Airflow before the database.
+    process_registry.after_stop.append(server.remove_files)
+    return server.start()
+
+
+@pytest.fixture(scope="module")
+def redis(process_registry, tmp_path_factory) -> RedisServer:
+    return RedisServer(process_registry, tmp_path_factory.mktemp("redis")).start()
+
+
+@pytest.fixture(scope="module")
+def deployment(sim, postgres, redis, process_registry, tmp_path_factory, wall_clock) -> AirflowDeployment:
+    start = time.monotonic()
+    conn = json.dumps({"conn_type": "slipstream", "host": sim.url, "password": sim.state.api_key})
+    airflow = AirflowDeployment(
+        tmp_path_factory.mktemp("airflow_home"),
+        process_registry,
+        executor="CeleryExecutor",
+        slipstream_conn=conn,
+        extra_env={
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.sqlalchemy_url,
+            "AIRFLOW__CELERY__BROKER_URL": redis.url,
+            # The driver is named: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, not psycopg2.
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{postgres.sqlalchemy_url}",
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(CONCURRENCY),
+            "AIRFLOW__CORE__PARALLELISM": "32",
+            "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "32",
+        },
+    )
+    airflow.start_core([BATCH], timeout=STARTUP_TIMEOUT)
+    for name in WORKERS:
+        airflow.start(
+            f"celery-worker-{name}",
+            "celery",
+            "worker",
+            "--celery-hostname",
+            f"{name}@%h",
+            "--concurrency",
+            str(CONCURRENCY),
+            "--skip-serve-logs",
+            "--without-mingle",
+            "--without-gossip",
+            env={
+                # Task instances record this worker's name as their hostname (see worker_identity.py).
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.e2e.worker_identity.hostname",
+                WORKER_NAME_ENV: name,
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            },
+        )
+    for name in WORKERS:
+        worker = process_registry.get(f"celery-worker-{name}")
+        wait_until(
+            lambda worker=worker: " ready." in worker.log_text(),
+            STARTUP_TIMEOUT,
+            f"Celery worker {name} to be ready",
+            check=process_registry.check_alive,
+        )
+    wall_clock["start-up (postgres, redis, airflow, 2 workers)"] = time.monotonic() - start
+    return airflow
+
+
+@pytest.fixture(scope="module")
+def outcome(deployment, postgres, sim, clips, process_registry, wall_clock) -> Outcome:
+    api = deployment.api
+    api.unpause(BATCH)
+    jobs_before = sim.state.jobs_created
+    start = time.monotonic()
+    with TaskInstanceWatcher(api, interval=1.0) as watcher:
+        api.trigger(BATCH, RUN_ID, {"video_paths": [str(path) for path, _ in clips]})
+        states = api.wait_for_runs([(BATCH, RUN_ID)], RUN_TIMEOUT, check=process_registry.check_alive)
+    seconds = time.monotonic() - start
+    wall_clock[f"DAG run ({len(clips)} clips)"] = seconds
+    tis = {(ti["task_id"], ti["map_index"]): ti for ti in api.task_instances(BATCH, RUN_ID)}
+    jobs = sim.state.jobs_created - jobs_before
+    hosts = Counter(ti["hostname"] for (task_id, _), ti in tis.items() if task_id == "recognize")
+    print(f"\n[e2e] CeleryExecutor: {len(clips)} clips in {seconds:.1f}s, run {states[(BATCH, RUN_ID)]}")
+    print(f"[e2e] simulator jobs created: {jobs}; recognize task instances per worker: {dict(hosts)}")
+    return Outcome(deployment, postgres, sim, clips, states[(BATCH, RUN_ID)], tis, watcher, jobs, seconds)
+
+
+def test_batch_run_succeeded(outcome: Outcome):
+    assert outcome.state == "success", outcome.deployment.failure_report(outcome.tis.values())
+    recognize = sorted(i for task_id, i in outcome.tis if task_id == "recognize")
+    assert recognize == list(range(len(outcome.clips)))
+    not_ok = {key: ti["state"] for key, ti in outcome.tis.items() if ti["state"] != "success"}
+    assert not not_ok
+
+
+def test_every_clip_recognised_exactly_once_with_its_outcome(outcome: Outcome):
+    assert outcome.jobs_created == len(outcome.clips)
+    # One simulator job per file name: no clip submitted twice, none left out.
+    names = Counter(job.filename for job in outcome.sim.state.jobs.values())
+    assert names == Counter(path.name for path, _ in outcome.clips)
+
+    api = outcome.deployment.api
+    job_ids = set()
+    for i, (path, kind) in enumerate(outcome.clips):
+        result = api.xcom(BATCH, RUN_ID, "recognize", i)
+        track = SCENARIOS["no_music" if kind == "no_match" else kind]
+        assert result == {"job_id": result["job_id"], "status": "completed", "match": kind, "track": track}, path
+        assert outcome.sim.state.jobs[result["job_id"]].filename == path.name
+        job_ids.add(result["job_id"])
+    assert len(job_ids) == len(outcome.clips)
+
+
+def test_results_are_xcoms_in_the_postgres_metadata_database(outcome: Outcome):
+    rows = outcome.postgres.query(
+        "SELECT map_index, value FROM xcom WHERE dag_id = %s AND run_id = %s AND task_id = 'recognize' "
+        "AND key = 'return_value' ORDER BY map_index",
+        BATCH,
+        RUN_ID,
+    )
+    assert [map_index for map_index, _ in rows] == list(range(len(outcome.clips)))
+    for (map_index, value), (_, kind) in zip(rows, outcome.clips, strict=True):
+        stored = json.loads(value) if isinstance(value, (str, bytes)) else value
+        assert stored["match"] == kind, map_index
+
+
+def test_summary_counts_every_kind(outcome: Outcome):
+    summary = outcome.deployment.api.xcom(BATCH, RUN_ID, "summarize")
+    expected = Counter(kind for _, kind in outcome.clips)
+    assert summary["videos"] == len(outcome.clips)
+    assert summary["counts"] == {kind: expected[kind] for kind in KINDS.values()}
+    assert len(summary["competitor_hits"]) == expected["competitor"]
+    assert {hit["label"] for hit in summary["competitor_hits"]} == {"Epidemic Sound"}
+
+
+def test_every_recognition_waited_on_the_triggerer(outcome: Outcome):
+    deployment, watcher = outcome.deployment, outcome.watcher
+    triggerer_jobs = {job["id"] for job in deployment.api.get("/jobs", job_type="TriggererJob")["jobs"]}
+    assert triggerer_jobs
+    seen_deferred = [
+        i for i in range(len(outcome.clips)) if "deferred" in watcher.states(BATCH, RUN_ID, "recognize", i)
+    ]
+    # The watcher polls once a second; it must have caught most of the ~3.5 s waits.
+    assert len(seen_deferred) >= len(outcome.clips) // 2, seen_deferred
+    for i in range(len(outcome.clips)):
+        files = [p for p in deployment.task_log_files(BATCH, RUN_ID, "recognize", i) if ".trigger." in p.name]
+        assert len(files) == 1, (i, files)
+        assert int(files[0].name.rsplit(".", 2)[-2]) in triggerer_jobs
+        text = files[0].read_text()
+        assert f'"logger":"{TRIGGER_CLASSPATH}"' in text, i
+        assert "Trigger fired event" in text, i
+    for key, trigger in watcher.triggers.items():
+        assert trigger["classpath"] == TRIGGER_CLASSPATH, key
+
+
+def test_tasks_ran_on_both_celery_workers(outcome: Outcome):
+    hosts = Counter(ti["hostname"] for ti in outcome.tis.values())
+    assert set(hosts) == set(WORKERS), hosts
+    assert all(hosts[name] >= 2 for name in WORKERS), hosts
+    # Through the broker: each worker's Celery log shows the workloads it ran (two per
+    # recognition: submit + defer, then resume).
+    done = {
+        name: len(CELERY_DONE.findall(outcome.deployment.procs.get(f"celery-worker-{name}").log_text()))
+        for name in WORKERS
+    }
+    print(f"[e2e] Celery workloads succeeded per worker: {done}")
+    assert all(count >= 2 for count in done.values()), done
+    assert sum(done.values()) >= 2 * len(outcome.clips) + 2, done
