@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from airflow_provider_slipstream.simulator import SCENARIOS, SimulatorServer, SimulatorState
+from airflow_provider_slipstream.simulator import SimulatorServer, SimulatorState
+from tests.contract import expected_result
 from tests.e2e.conftest import REPO, AirflowDeployment, TaskInstanceWatcher, wait_until
 from tests.e2e.services import PostgresServer, RedisServer
 from tests.e2e.worker_identity import ENV as WORKER_NAME_ENV
@@ -182,8 +183,7 @@ def test_every_clip_recognised_exactly_once_with_its_outcome(outcome: Outcome):
     job_ids = set()
     for i, (path, kind) in enumerate(outcome.clips):
         result = api.xcom(BATCH, RUN_ID, "recognize", i)
-        track = SCENARIOS["no_music" if kind == "no_match" else kind]
-        assert result == {"job_id": result["job_id"], "status": "completed", "match": kind, "track": track}, path
+        assert result == expected_result(result["job_id"], kind), path
         assert outcome.sim.state.jobs[result["job_id"]].filename == path.name
         job_ids.add(result["job_id"])
     assert len(job_ids) == len(outcome.clips)

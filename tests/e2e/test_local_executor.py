@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_slipstream.samples import sample_videos
-from airflow_provider_slipstream.simulator import SCENARIOS, SimulatorServer, SimulatorState
+from airflow_provider_slipstream.simulator import SimulatorServer, SimulatorState
+from tests.contract import expected_result
 from tests.e2e.conftest import AirflowDeployment, ProcessRegistry, TaskInstanceWatcher
 
 if TYPE_CHECKING:
@@ -39,7 +40,6 @@ BRANCH_FOR = {
     "external": "review_outside_track",
     "no_match": "no_music",
 }
-SCENARIO_FOR = {"internal": "internal", "competitor": "competitor", "external": "external", "no_match": "no_music"}
 #: Simulated processing outlasts several 2 s pokes, so the sensor reschedules more than once.
 PROCESSING_SECONDS = 8.0
 #: Bounds of the whole module: start-up, and the runs once triggered.
@@ -48,10 +48,6 @@ RUNS_TIMEOUT = 240
 
 TRIGGER_CLASSPATH = "airflow_provider_slipstream.triggers.slipstream.SlipstreamJobTrigger"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-def expected_result(job_id: str, match: str) -> dict[str, Any]:
-    return {"job_id": job_id, "status": "completed", "match": match, "track": SCENARIOS[SCENARIO_FOR[match]]}
 
 
 @dataclass
