@@ -253,7 +253,10 @@ class SlipstreamHook(BaseHook):
 
         # Loading the CA bundle takes ~30 ms of CPU: once per process, and off the event loop.
         verify = await asyncio.to_thread(_ssl_context)
-        async with httpx.AsyncClient(verify=verify, headers={"User-Agent": _user_agent()}) as client:
+        # Drop idle connections before common 5 s server keep-alive timeouts do: reusing one the
+        # server is closing fails the poll and costs a retry with backoff.
+        limits = httpx.Limits(keepalive_expiry=4.0)
+        async with httpx.AsyncClient(verify=verify, limits=limits, headers={"User-Agent": _user_agent()}) as client:
             yield client
 
     # -- plumbing --------------------------------------------------------------------------
