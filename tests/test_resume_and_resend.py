@@ -1,0 +1,124 @@
+"""
+Two promises with no other test: a submit that never reached the server is re-sent, and the
+Variable-backed resume used before Airflow 3.3 resumes a job like the task state store does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import socket
+from types import SimpleNamespace
+from typing import Any, ClassVar
+
+import pytest
+
+from airflow_provider_slipstream._resumable import VariableResumableJobMixin
+from airflow_provider_slipstream.exceptions import SlipstreamTransientError
+from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook
+from airflow_provider_slipstream.samples import sample_videos
+from airflow_provider_slipstream.simulator import Fault
+from tests.conftest import FAST_RETRY_EXTRA
+from tests.contract import expected_result
+
+
+class LogRecorder:
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warning(self, msg: str, *args: Any) -> None:
+        self.warnings.append(msg % args)
+
+    def info(self, msg: str, *args: Any) -> None:
+        pass
+
+
+def test_submit_that_never_reached_the_server_is_resent(monkeypatch):
+    log = LogRecorder()
+    monkeypatch.setattr(SlipstreamHook, "log", log)
+    with socket.socket() as probe:  # a port nobody listens on: every connect is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SLIPSTREAM_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "slipstream",
+                "host": f"http://127.0.0.1:{port}",
+                "password": "k3y",
+                "extra": FAST_RETRY_EXTRA,
+            }
+        ),
+    )
+    with pytest.raises(SlipstreamTransientError, match="Could not reach Slipstream") as err:
+        SlipstreamHook().submit_file(sample_videos()["internal"])
+
+    # Refused connections prove nothing was sent, so the POST was re-sent through the whole budget,
+    # and the final error is "could not reach", not "may have created a job".
+    retries = [w for w in log.warnings if "Could not reach Slipstream" in w and "Retry" in w]
+    assert len(retries) == FAST_RETRY_EXTRA["max_retries"]
+    assert "may still have created a job" not in str(err.value)
+
+
+class FakeVariables:
+    """Airflow Variables as the fallback uses them (get/set/delete), kept in a dict."""
+
+    store: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def get(cls, key: str, default: Any = None) -> Any:
+        return cls.store.get(key, default)
+
+    @classmethod
+    def set(cls, key: str, value: Any) -> None:
+        cls.store[key] = value
+
+    @classmethod
+    def delete(cls, key: str) -> None:
+        cls.store.pop(key, None)
+
+
+@pytest.fixture
+def fallback_recognize(monkeypatch):
+    """The recognize operator as defined on Airflow < 3.3, where the Variable mixin is its base."""
+    import airflow_provider_slipstream._resumable as resumable
+    import airflow_provider_slipstream.operators.slipstream as operators
+
+    monkeypatch.setattr(resumable, "ResumableJobMixin", VariableResumableJobMixin)
+    try:
+        yield importlib.reload(operators).SlipstreamRecognizeVideoOperator
+    finally:
+        monkeypatch.undo()
+        importlib.reload(operators)
+
+
+def fallback_context() -> dict[str, Any]:
+    ti = SimpleNamespace(
+        dag_id="dag", run_id="run", task_id="recognize", map_index=-1, stats_tags={}, xcom_push=lambda **_: None
+    )
+    return {"ti": ti}
+
+
+def test_variable_fallback_resumes_the_submitted_job(sim_conn, monkeypatch, fallback_recognize):
+    import airflow.sdk
+
+    FakeVariables.store = {}
+    monkeypatch.setattr(airflow.sdk, "Variable", FakeVariables)
+    video = str(sample_videos()["competitor"])
+    # The first try submits, then every poll fails through the retry budget.
+    sim_conn.state.add_fault(
+        Fault("status", method="GET", path="/api/v4/video-recognition/*/", status=503, remaining=4)
+    )
+    assert issubclass(fallback_recognize, VariableResumableJobMixin)
+    first = fallback_recognize(task_id="recognize", video_path=video, poll_interval=0.2)
+    with pytest.raises(SlipstreamTransientError):
+        first.execute(fallback_context())
+    [(key, job_id)] = FakeVariables.store.items()
+    assert key == "slipstream_job_id__dag__run__recognize__-1"
+
+    retry = fallback_recognize(task_id="recognize", video_path=video, poll_interval=0.2)
+    result = retry.execute(fallback_context())
+
+    assert result == expected_result(job_id, "competitor")
+    assert sim_conn.state.jobs_created == 1
+    assert FakeVariables.store == {}, "the id is removed once it served"
