@@ -66,6 +66,8 @@ class _SlipstreamSubmitBase(ResumableJobMixin, BaseOperator):
         self.storage_key = storage_key
         self.upload_method: UploadMethod = upload_method
         self.slipstream_conn_id = slipstream_conn_id
+        # The last job read, so a completed one is not fetched again for its result.
+        self._known_job: RecognitionJob | None = None
 
     @cached_property
     def hook(self) -> SlipstreamHook:
@@ -87,6 +89,7 @@ class _SlipstreamSubmitBase(ResumableJobMixin, BaseOperator):
             return _EXPIRED
         self.log.info("Resuming Slipstream job %s (%s) from an earlier try", job.job_id, job.status)
         context["ti"].xcom_push(key="job_id", value=job.job_id)
+        self._known_job = job
         return job.status
 
     def is_job_active(self, status: str) -> bool:
@@ -162,7 +165,6 @@ class SlipstreamRecognizeVideoOperator(_SlipstreamSubmitBase):
         self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
         self.deferrable = deferrable
         self.competitor_labels = competitor_labels
-        self._completed: RecognitionJob | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
         return self.execute_resumable(context)
@@ -180,12 +182,12 @@ class SlipstreamRecognizeVideoOperator(_SlipstreamSubmitBase):
                 ),
                 method_name="execute_complete",
             )
-        self._completed = self.hook.wait_for_job(job_id, poll_interval=self.poll_interval, timeout=self.timeout)
-        return self._result(self._completed)
+        self._known_job = self.hook.wait_for_job(job_id, poll_interval=self.poll_interval, timeout=self.timeout)
+        return self._result(self._known_job)
 
     def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any]:
-        job = self._completed
-        if job is None or job.job_id != str(external_id):
+        job = self._known_job
+        if job is None or job.job_id != str(external_id) or not job.is_completed:
             job = self.hook.get_job(str(external_id))
         return self._result(job)
 
