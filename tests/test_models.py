@@ -542,3 +542,12 @@ class TestExceptionHierarchy:
 
     def test_validation_error_is_a_value_error(self) -> None:
         assert issubclass(SlipstreamValidationError, ValueError)
+
+
+@pytest.mark.parametrize("status", [501, 505, 507])
+def test_check_response_non_transient_5xx_is_an_api_error_not_retried(status):
+    # Only 500/502/503/504 are documented as transient; "not implemented" never heals by retrying.
+    with pytest.raises(SlipstreamApiError) as err:
+        check_response(status, b"", "x")
+    assert type(err.value) is SlipstreamApiError
+    assert err.value.http_status == status

@@ -101,7 +101,8 @@ def _expected_error(status: int, job_id: str | None) -> type[SlipstreamError]:
         return SlipstreamAuthError
     if status == 404 and job_id is not None:
         return SlipstreamJobNotFoundError
-    if status == 429 or status >= 500:
+    # slipstream-api.md: 429 and 500/502/503/504 are transient; 501/505/... will not heal by retrying.
+    if status in (429, 500, 502, 503, 504):
         return SlipstreamTransientError
     return SlipstreamApiError
 
