@@ -58,6 +58,7 @@ from airflow_provider_slipstream.simulator.state import RequestRecord
 from airflow_provider_slipstream.triggers.slipstream import SlipstreamJobTrigger, result_from_event
 from tests.conftest import FAST_RETRY_EXTRA
 from tests.contract import expected_result
+from tests.fakes import LogRecorder
 
 JOB_GLOB = "/api/v4/video-recognition/*/"
 SUBMIT_PATH = "/api/v4/video-recognition/"
@@ -274,34 +275,6 @@ class FakeStateStore:
 
     def set(self, key: str, value: Any, **_kwargs: Any) -> None:
         self.data[key] = value
-
-
-class LogRecorder:
-    """Stands in for ``self.log`` (Airflow's structlog logger, which pytest's caplog does not see)."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, str]] = []
-
-    def _record(self, level: str, msg: str, *args: Any) -> None:
-        self.records.append((level, msg % args if args else msg))
-
-    def debug(self, msg: str, *args: Any, **_kwargs: Any) -> None:
-        self._record("debug", msg, *args)
-
-    def info(self, msg: str, *args: Any, **_kwargs: Any) -> None:
-        self._record("info", msg, *args)
-
-    def warning(self, msg: str, *args: Any, **_kwargs: Any) -> None:
-        self._record("warning", msg, *args)
-
-    def error(self, msg: str, *args: Any, **_kwargs: Any) -> None:
-        self._record("error", msg, *args)
-
-    def exception(self, msg: str, *args: Any, **_kwargs: Any) -> None:
-        self._record("exception", msg, *args)
-
-    def warnings(self, phrase: str) -> list[str]:
-        return [msg for level, msg in self.records if level == "warning" and phrase in msg]
 
 
 @dataclass

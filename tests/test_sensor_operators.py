@@ -41,6 +41,7 @@ from airflow_provider_slipstream.sensors.slipstream import SlipstreamJobSensor
 from airflow_provider_slipstream.simulator import Fault, SimulatorServer, SimulatorState
 from airflow_provider_slipstream.triggers.slipstream import SlipstreamJobTrigger
 from tests.contract import EXPECTED_TRACKS, expected_result
+from tests.fakes import LogRecorder
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -91,31 +92,6 @@ class FakeStateStore:
             raise ValueError("Cannot set value as None")
         self.data[key] = value
         self.writes.append((key, value))
-
-
-class LogRecorder:
-    """Stands in for ``self.log`` (Airflow's structlog logger, which pytest's caplog does not see)."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, str]] = []
-
-    def _record(self, level: str, msg: str, *args: Any) -> None:
-        self.records.append((level, msg % args if args else msg))
-
-    def debug(self, msg: str, *args: Any, **_kwargs: Any) -> None:
-        self._record("debug", msg, *args)
-
-    def info(self, msg: str, *args: Any, **_kwargs: Any) -> None:
-        self._record("info", msg, *args)
-
-    def warning(self, msg: str, *args: Any, **_kwargs: Any) -> None:
-        self._record("warning", msg, *args)
-
-    def error(self, msg: str, *args: Any, **_kwargs: Any) -> None:
-        self._record("error", msg, *args)
-
-    def exception(self, msg: str, *args: Any, **_kwargs: Any) -> None:
-        self._record("exception", msg, *args)
 
 
 def make_context(ti: FakeTI | None = None, store: FakeStateStore | None = None) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from airflow_provider_slipstream.samples import sample_videos
 from airflow_provider_slipstream.simulator import Fault
 from airflow_provider_slipstream.triggers.slipstream import SlipstreamJobTrigger, result_from_event
 from tests.contract import EXPECTED_TRACKS, expected_result
+from tests.fakes import LogRecorder
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -85,31 +86,6 @@ def video(tmp_path: Path, name: str) -> Path:
     path = tmp_path / name
     path.write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video " + name.encode())
     return path
-
-
-class LogRecorder:
-    """Stands in for ``self.log`` (Airflow's structlog logger, which pytest's caplog does not see)."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, str]] = []
-
-    def _record(self, level: str, msg: str, *args: Any, **_kwargs: Any) -> None:
-        self.records.append((level, msg % args if args else msg))
-
-    def debug(self, msg: str, *args: Any, **kwargs: Any) -> None:
-        self._record("debug", msg, *args, **kwargs)
-
-    def info(self, msg: str, *args: Any, **kwargs: Any) -> None:
-        self._record("info", msg, *args, **kwargs)
-
-    def warning(self, msg: str, *args: Any, **kwargs: Any) -> None:
-        self._record("warning", msg, *args, **kwargs)
-
-    def error(self, msg: str, *args: Any, **kwargs: Any) -> None:
-        self._record("error", msg, *args, **kwargs)
-
-    def exception(self, msg: str, *args: Any, **kwargs: Any) -> None:
-        self._record("exception", msg, *args, **kwargs)
 
 
 @pytest.fixture
