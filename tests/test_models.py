@@ -32,29 +32,14 @@ from airflow_provider_slipstream.models import (
     classify,
     error_message,
 )
+from tests.contract import EXPECTED_TRACKS
 
 JOB_ID = "7b2c1e8a-0f4d-4a2b-9c11-7f5a2d9e3c10"
 
 QUEUED_BODY: dict[str, Any] = {"job_id": JOB_ID, "status": "queued", "track": None}
 PROCESSING_BODY: dict[str, Any] = {"job_id": JOB_ID, "status": "processing", "track": None}
-CATALOG_TRACK: dict[str, Any] = {
-    "id": "11111111-1111-1111-1111-111111111111",
-    "title": "Golden Hour",
-    "artist": "The Coast",
-    "internal": True,
-    "isrc": "USRC12345678",
-    "score": 96.5,
-    "external_label": None,
-}
-OUTSIDE_TRACK: dict[str, Any] = {
-    "id": None,
-    "title": "Some Stock Track",
-    "artist": "A Stock Artist",
-    "internal": False,
-    "isrc": "SE5Q52400123",
-    "score": 100.0,
-    "external_label": "Epidemic Sound",
-}
+CATALOG_TRACK: dict[str, Any] = dict(EXPECTED_TRACKS["internal"] or {})
+OUTSIDE_TRACK: dict[str, Any] = dict(EXPECTED_TRACKS["competitor"] or {})
 CATALOG_BODY: dict[str, Any] = {"job_id": JOB_ID, "status": "completed", "track": CATALOG_TRACK}
 OUTSIDE_BODY: dict[str, Any] = {"job_id": JOB_ID, "status": "completed", "track": OUTSIDE_TRACK}
 NO_MUSIC_BODY: dict[str, Any] = {"job_id": JOB_ID, "status": "completed", "track": None}

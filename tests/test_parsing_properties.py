@@ -35,6 +35,7 @@ from airflow_provider_slipstream.models import (
     classify,
     error_message,
 )
+from tests.contract import EXPECTED_TRACKS
 
 JOB_ID = "7b2c1e8a-0f4d-4a2b-9c11-7f5a2d9e3c10"
 TRACK_KEYS = ("id", "title", "artist", "internal", "isrc", "score", "external_label")
@@ -219,15 +220,7 @@ valid_job = st.builds(
 )
 
 
-EXAMPLE_TRACK: dict[str, Any] = {
-    "id": None,
-    "title": "Some Stock Track",
-    "artist": "A Stock Artist",
-    "internal": False,
-    "isrc": "SE5Q52400123",
-    "score": 100.0,
-    "external_label": "Epidemic Sound",
-}
+EXAMPLE_TRACK: dict[str, Any] = dict(EXPECTED_TRACKS["competitor"] or {})
 
 
 def _track_with(field: str, value: Any) -> dict[str, Any]:
