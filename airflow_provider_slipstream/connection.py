@@ -14,7 +14,7 @@ from airflow_provider_slipstream.exceptions import SlipstreamValidationError
 from airflow_provider_slipstream.retry import RetryPolicy
 
 if TYPE_CHECKING:
-    from airflow.sdk import Connection
+    from airflow.providers.common.compat.sdk import Connection
 
 DEFAULT_BASE_URL = "https://api.slipstreammusic.com"
 

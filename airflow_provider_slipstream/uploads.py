@@ -40,7 +40,7 @@ def open_video(path: VideoPath, *, max_bytes: int | None = None) -> VideoFile:
     """Check that ``path`` is a non-empty video file with an allowed extension, without reading it."""
     if isinstance(path, str) and "://" in path:
         # Imported here: object storage pulls in fsspec, which plain local uploads never need.
-        from airflow.sdk import ObjectStoragePath
+        from airflow.providers.common.compat.sdk import ObjectStoragePath
 
         path = ObjectStoragePath(path)
     elif isinstance(path, (str, os.PathLike)):

@@ -8,8 +8,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseBranchOperator, conf
-from airflow.sdk import BaseOperator
+from airflow.providers.common.compat.sdk import BaseBranchOperator, BaseOperator, conf
 
 from airflow_provider_slipstream._resumable import ResumableJobMixin
 from airflow_provider_slipstream.exceptions import SlipstreamJobNotCompletedError, SlipstreamJobNotFoundError
@@ -22,7 +21,7 @@ from airflow_provider_slipstream.triggers.slipstream import (
 )
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_slipstream.uploads import VideoPath
 

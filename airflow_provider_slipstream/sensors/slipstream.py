@@ -7,8 +7,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowSensorTimeout, conf
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue, conf
 
 from airflow_provider_slipstream.exceptions import SlipstreamJobTimeoutError, SlipstreamTransientError
 from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook, log_status
@@ -21,7 +20,7 @@ from airflow_provider_slipstream.triggers.slipstream import (
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_slipstream.models import RecognitionJob
 
