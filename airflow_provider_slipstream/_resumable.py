@@ -1,75 +1,82 @@
 """
-Airflow 3.3's ``ResumableJobMixin``, or an equivalent for older Airflow 3.x.
+Where a task keeps the job it submitted, so that its next try resumes that job instead of
+submitting the video again.
 
-The fallback keeps the submitted job id in an Airflow Variable named after the task instance,
-so a retried task reconnects to its job instead of submitting the video again.
+Airflow 3.3 and later: the task state store, scoped to the task instance and shared by its tries.
+Before 3.3: an Airflow Variable stands in (common-compat's ``ResumableJobMixin`` stand-in does not
+resume at all), named after a hash of the task instance, because Variable keys hold at most 250
+characters and dag, run and task ids together can be longer.
+
+A record names the video it was submitted for: a task instance that now has another input (a
+mapped index whose upstream list changed) submits anew instead of returning another video's result.
+The record is removed once the task succeeded, on every version, so clearing a succeeded task
+submits again (a fresh recognition) and nothing is left behind.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+import hashlib
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+#: The record's key in the task state store, and the prefix of the fallback Variables.
+LEDGER_KEY = "slipstream_job"
 
-class VariableResumableJobMixin(ABC):
-    """Same contract as ``airflow.sdk.ResumableJobMixin``; the job id lives in a Variable."""
 
-    external_id_key: str = "remote_job_id"
+@dataclass(frozen=True)
+class StoredJob:
+    """A submitted job and the input it was submitted for (a video path, or ``storage_key:<key>``)."""
 
-    def __init__(self, *, durable: bool = True, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.durable = durable
+    job_id: str
+    video: str
 
-    def execute_resumable(self, context: Context) -> Any:
-        from airflow.sdk import Variable
+    @classmethod
+    def from_stored(cls, value: Any) -> StoredJob | None:
+        if isinstance(value, dict) and isinstance(value.get("job_id"), str) and isinstance(value.get("video"), str):
+            return cls(job_id=value["job_id"], video=value["video"])
+        return None  # absent, or written by another version: nothing to resume
 
-        key = self._variable_key(context)
-        stored = Variable.get(key, default=None) if self.durable else None
-        status = self.get_job_status(stored, context) if stored else None
-        if status is not None and self.is_job_active(status):
-            result = self.poll_until_complete(stored, context)
-        elif status is not None and self.is_job_succeeded(status):
-            result = self.get_job_result(stored, context)
-        else:
-            external_id = self.submit_job(context)
-            if self.durable:
-                Variable.set(key, external_id)
-            self.poll_until_complete(external_id, context)
-            result = self.get_job_result(external_id, context)
-        if self.durable:
-            # Unlike the task state store, Variables never expire: remove the id once it served.
-            Variable.delete(key)
-        return result
 
-    def _variable_key(self, context: Context) -> str:
+class JobLedger:
+    """The stored job of one task instance: ``get``, ``put`` and ``discard``."""
+
+    def __init__(self, context: Context) -> None:
+        self._store = context.get("task_state_store")
         ti = context["ti"]
-        return f"{self.external_id_key}__{ti.dag_id}__{ti.run_id}__{ti.task_id}__{ti.map_index}"
+        map_index = -1 if ti.map_index is None else ti.map_index
+        self._ti = {"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id, "map_index": map_index}
+        #: Used only before Airflow 3.3, where there is no task state store.
+        self.variable_key = variable_key(ti.dag_id, ti.run_id, ti.task_id, map_index)
 
-    @abstractmethod
-    def submit_job(self, context: Context) -> Any: ...
+    def get(self) -> StoredJob | None:
+        if self._store is not None:
+            return StoredJob.from_stored(self._store.get(LEDGER_KEY))
+        from airflow.providers.common.compat.sdk import Variable
 
-    @abstractmethod
-    def get_job_status(self, external_id: Any, context: Context) -> str: ...
+        return StoredJob.from_stored(Variable.get(self.variable_key, default=None, deserialize_json=True))
 
-    @abstractmethod
-    def is_job_active(self, status: str) -> bool: ...
+    def put(self, job: StoredJob) -> None:
+        if self._store is not None:
+            self._store.set(LEDGER_KEY, asdict(job))
+            return
+        from airflow.providers.common.compat.sdk import Variable
 
-    @abstractmethod
-    def is_job_succeeded(self, status: str) -> bool: ...
+        # The task instance rides along in the value: the hashed key alone would not say whose it is.
+        Variable.set(self.variable_key, {**asdict(job), **self._ti}, serialize_json=True)
 
-    @abstractmethod
-    def poll_until_complete(self, external_id: Any, context: Context) -> Any: ...
+    def discard(self) -> None:
+        if self._store is not None:
+            self._store.delete(LEDGER_KEY)
+            return
+        from airflow.providers.common.compat.sdk import Variable
 
-    @abstractmethod
-    def get_job_result(self, external_id: Any, context: Context) -> Any: ...
+        Variable.delete(self.variable_key)
 
 
-try:
-    from airflow.sdk import ResumableJobMixin
-except ImportError:  # Airflow < 3.3
-    ResumableJobMixin = VariableResumableJobMixin  # type: ignore[assignment,misc]
-
-__all__ = ["ResumableJobMixin", "VariableResumableJobMixin"]
+def variable_key(dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
+    """The fallback Variable's key: 80 characters, whatever the length of the ids."""
+    digest = hashlib.sha256(f"{dag_id}\x00{run_id}\x00{task_id}\x00{map_index}".encode()).hexdigest()
+    return f"{LEDGER_KEY}__{digest}"

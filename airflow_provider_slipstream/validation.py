@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import json
 import uuid
 from typing import Any
 
@@ -57,3 +59,35 @@ def validate_size(name: str, size: int, *, limit: int | None) -> None:
             f"{name!r} is {size / 1024 / 1024:.1f} MB, over the {limit / 1024 / 1024:g} MB limit of a direct "
             "upload. Use upload_method='presigned' (or 'auto') for large files."
         )
+
+
+def parse_labels(value: Any, what: str) -> tuple[str, ...] | None:
+    """
+    A list-of-names argument as a tuple, whether given as a list or as the string a template renders.
+
+    Templates render to strings: ``"Epidemic Sound, Artlist"`` (comma-separated), ``'["Epidemic Sound"]'``
+    (JSON) or ``"['Epidemic Sound']"`` (a Python list's repr) all mean the names they list. None or an
+    empty string means "not given"; an empty list means "none".
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    items: Any = value
+    if isinstance(value, str):
+        text = value.strip()
+        items = _list_literal(text) if text.startswith("[") else text.split(",")
+    if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+        raise SlipstreamValidationError(
+            f"{what} must be a list of names, or a string such as 'Epidemic Sound, Artlist'; got {value!r}."
+        )
+    return tuple(item.strip() for item in items if item.strip())
+
+
+def _list_literal(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None  # refused by the caller, with the value shown

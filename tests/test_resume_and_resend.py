@@ -5,7 +5,6 @@ Variable-backed resume used before Airflow 3.3 resumes a job like the task state
 
 from __future__ import annotations
 
-import importlib
 import json
 import socket
 from types import SimpleNamespace
@@ -13,9 +12,10 @@ from typing import Any, ClassVar
 
 import pytest
 
-from airflow_provider_slipstream._resumable import VariableResumableJobMixin
+from airflow_provider_slipstream._resumable import variable_key
 from airflow_provider_slipstream.exceptions import SlipstreamTransientError
 from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook
+from airflow_provider_slipstream.operators.slipstream import SlipstreamRecognizeVideoOperator
 from airflow_provider_slipstream.samples import sample_videos
 from airflow_provider_slipstream.simulator import Fault
 from tests.conftest import FAST_RETRY_EXTRA
@@ -51,64 +51,59 @@ def test_submit_that_never_reached_the_server_is_resent(monkeypatch):
 
 
 class FakeVariables:
-    """Airflow Variables as the fallback uses them (get/set/delete), kept in a dict."""
+    """Airflow Variables as the fallback uses them (get/set/delete, JSON values), kept in a dict."""
 
     store: ClassVar[dict[str, Any]] = {}
 
     @classmethod
-    def get(cls, key: str, default: Any = None) -> Any:
-        return cls.store.get(key, default)
+    def get(cls, key: str, default: Any = None, deserialize_json: bool = False) -> Any:
+        assert deserialize_json
+        return json.loads(cls.store[key]) if key in cls.store else default
 
     @classmethod
-    def set(cls, key: str, value: Any) -> None:
-        cls.store[key] = value
+    def set(cls, key: str, value: Any, serialize_json: bool = False) -> None:
+        assert serialize_json
+        cls.store[key] = json.dumps(value)
 
     @classmethod
     def delete(cls, key: str) -> None:
         cls.store.pop(key, None)
 
 
-@pytest.fixture
-def fallback_recognize(monkeypatch):
-    """The recognize operator as defined on Airflow < 3.3, where the Variable mixin is its base."""
-    import airflow_provider_slipstream._resumable as resumable
-    import airflow_provider_slipstream.operators.slipstream as operators
-
-    monkeypatch.setattr(resumable, "ResumableJobMixin", VariableResumableJobMixin)
-    try:
-        yield importlib.reload(operators).SlipstreamRecognizeVideoOperator
-    finally:
-        monkeypatch.undo()
-        importlib.reload(operators)
-
-
-def fallback_context() -> dict[str, Any]:
-    ti = SimpleNamespace(
-        dag_id="dag", run_id="run", task_id="recognize", map_index=-1, stats_tags={}, xcom_push=lambda **_: None
-    )
+def fallback_context(run_id: str = "run") -> dict[str, Any]:
+    """A task context as Airflow < 3.3 builds it: no task state store."""
+    ti = SimpleNamespace(dag_id="dag", run_id=run_id, task_id="recognize", map_index=-1, xcom_push=lambda **_: None)
     return {"ti": ti}
 
 
-def test_variable_fallback_resumes_the_submitted_job(sim_conn, monkeypatch, fallback_recognize):
-    import airflow.sdk
+def test_variable_fallback_resumes_the_submitted_job_and_leaves_nothing(sim_conn, monkeypatch):
+    import airflow.providers.common.compat.sdk as compat_sdk
 
     FakeVariables.store = {}
-    monkeypatch.setattr(airflow.sdk, "Variable", FakeVariables)
+    monkeypatch.setattr(compat_sdk, "Variable", FakeVariables, raising=False)
     video = str(sample_videos()["competitor"])
     # The first try submits, then every poll fails through the retry budget.
     sim_conn.state.add_fault(
         Fault("status", method="GET", path="/api/v4/video-recognition/*/", status=503, remaining=4)
     )
-    assert issubclass(fallback_recognize, VariableResumableJobMixin)
-    first = fallback_recognize(task_id="recognize", video_path=video, poll_interval=0.2)
+    first = SlipstreamRecognizeVideoOperator(task_id="recognize", video_path=video, poll_interval=0.2)
     with pytest.raises(SlipstreamTransientError):
         first.execute(fallback_context())
-    [(key, job_id)] = FakeVariables.store.items()
-    assert key == "slipstream_job_id__dag__run__recognize__-1"
+    [(key, stored)] = FakeVariables.store.items()
+    assert key == variable_key("dag", "run", "recognize", -1)
+    stored = json.loads(stored)
+    assert stored["video"] == video
 
-    retry = fallback_recognize(task_id="recognize", video_path=video, poll_interval=0.2)
+    retry = SlipstreamRecognizeVideoOperator(task_id="recognize", video_path=video, poll_interval=0.2)
     result = retry.execute(fallback_context())
 
-    assert result == expected_result(job_id, "competitor")
+    assert result == expected_result(stored["job_id"], "competitor")
     assert sim_conn.state.jobs_created == 1
-    assert FakeVariables.store == {}, "the id is removed once it served"
+    assert FakeVariables.store == {}, "the record is removed once the task succeeded"
+
+
+def test_variable_fallback_keys_fit_the_variable_key_limit():
+    long_id = "x" * 250  # dag, run and task ids may each be this long
+    key = variable_key(long_id, long_id, long_id, 10_000)
+    assert len(key) <= 250  # Variable.key is a String(ID_LEN) column
+    assert key != variable_key(long_id, long_id, long_id, 10_001)

@@ -17,9 +17,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSensorTimeout, TaskDeferred
 from airflow.sdk import DAG, PokeReturnValue
-from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, TaskDeferred
 
+from airflow_provider_slipstream._resumable import LEDGER_KEY
 from airflow_provider_slipstream.exceptions import (
     SlipstreamAuthError,
     SlipstreamError,
@@ -30,13 +31,13 @@ from airflow_provider_slipstream.exceptions import (
 )
 from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook
 from airflow_provider_slipstream.operators.slipstream import (
+    DEFAULT_RECOGNIZE_TIMEOUT,
     SlipstreamGetTrackOperator,
     SlipstreamMatchBranchOperator,
     SlipstreamRecognizeVideoOperator,
     SlipstreamSubmitVideoOperator,
 )
 from airflow_provider_slipstream.samples import sample_videos
-from airflow_provider_slipstream.sensors import slipstream as sensor_module
 from airflow_provider_slipstream.sensors.slipstream import SlipstreamJobSensor
 from airflow_provider_slipstream.simulator import Fault, SimulatorServer, SimulatorState
 from airflow_provider_slipstream.triggers.slipstream import SlipstreamJobTrigger
@@ -47,8 +48,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 JOB_GLOB = "/api/v4/video-recognition/*/"
-#: Where the submit/recognize operators keep the job id for the next try (their public external_id_key).
-JOB_ID_KEY = "slipstream_job_id"
+#: Where the submit/recognize operators keep their job for the next try: {"job_id", "video"}.
+JOB_KEY = LEDGER_KEY
 #: Bounds loops that wait for the simulator, so a job that never completes fails instead of hanging.
 MAX_POKES = 200
 HANG_GUARD_SECONDS = 30.0
@@ -68,6 +69,9 @@ class FakeTI:
         self.pulled: list[dict[str, Any]] = []
         self.dag_id, self.run_id, self.task_id, self.map_index = "dag", "run", "task", -1
         self.stats_tags: dict[str, str] = {}
+
+    def get_first_reschedule_date(self, context: Any) -> None:
+        return None  # the first poke of a reschedule-mode sensor
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.pushed.append((key, value))
@@ -92,6 +96,10 @@ class FakeStateStore:
             raise ValueError("Cannot set value as None")
         self.data[key] = value
         self.writes.append((key, value))
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+        self.writes.append((key, None))
 
 
 def make_context(ti: FakeTI | None = None, store: FakeStateStore | None = None) -> dict[str, Any]:
@@ -169,7 +177,11 @@ def error_events(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str
 def test_sensor_defaults() -> None:
     sensor = SlipstreamJobSensor(task_id="wait", job_id="{{ ti.xcom_pull('submit') }}")
     assert sensor.mode == "reschedule"
-    assert 2 <= sensor.poke_interval <= 5
+    # Above [workers] min_heartbeat_interval (5 s), clear of apache/airflow#71172.
+    assert sensor.poke_interval == 10
+    # Waits that do not reschedule keep to the API's 2-5 s guidance.
+    assert SlipstreamJobSensor(task_id="w", job_id="x", mode="poke").poke_interval == 3
+    assert SlipstreamJobSensor(task_id="w", job_id="x", deferrable=True).poke_interval == 3
     assert sensor.deferrable is False
     assert sensor.slipstream_conn_id == "slipstream_default"
     assert "job_id" in sensor.template_fields
@@ -224,14 +236,13 @@ def test_reschedule_poke_gives_its_slot_back_instead_of_sleeping_out_a_long_retr
 ) -> None:
     log = LogRecorder()
     monkeypatch.setattr(SlipstreamJobSensor, "log", log)
-    monkeypatch.setattr(sensor_module, "MAX_RETRY_WAIT_PER_POKE", 0.5)
     job_id = hook.submit_video(sample_videos()["internal"]).job_id
     sim_conn.state.add_fault(
         Fault("status", path=JOB_GLOB, method="GET", status=429, headers={"Retry-After": "30"}, remaining=1)
     )
 
     started = time.monotonic()
-    assert SlipstreamJobSensor(task_id="wait", job_id=job_id).poke(make_context()) is False
+    assert SlipstreamJobSensor(task_id="wait", job_id=job_id, poke_interval=0.5).poke(make_context()) is False
 
     assert time.monotonic() - started < 10, "the poke slept out the 30 s Retry-After"
     assert job_gets(sim_conn) == 1
@@ -376,7 +387,8 @@ def test_submit_operator_returns_the_job_id_and_pushes_it(sim_conn: SimulatorSer
     assert sim_conn.state.jobs_created == 1
     assert job_id in sim_conn.state.jobs
     assert ti.pushed == [("job_id", job_id)]
-    assert store.data == {JOB_ID_KEY: job_id}
+    assert store.writes == [(JOB_KEY, {"job_id": job_id, "video": operator.video}), (JOB_KEY, None)]
+    assert store.data == {}, "the stored job is removed once the task succeeded"
 
 
 @pytest.mark.parametrize("status", ["queued", "completed"])
@@ -386,7 +398,7 @@ def test_submit_operator_retry_reuses_the_stored_job(
     job_id = hook.submit_video(sample_videos()["internal"]).job_id
     if status == "completed":
         hook.wait_for_job(job_id, poll_interval=0.1, timeout=20)
-    ti, store = FakeTI(), FakeStateStore({JOB_ID_KEY: job_id})
+    ti, store = FakeTI(), FakeStateStore({JOB_KEY: {"job_id": job_id, "video": str(sample_videos()["internal"])}})
 
     returned = SlipstreamSubmitVideoOperator(task_id="submit", video_path=sample_videos()["internal"]).execute(
         make_context(ti, store)
@@ -395,7 +407,7 @@ def test_submit_operator_retry_reuses_the_stored_job(
     assert returned == job_id
     assert sim_conn.state.jobs_created == 1, "the video was submitted again"
     assert ti.pushed == [("job_id", job_id)]
-    assert store.data == {JOB_ID_KEY: job_id}
+    assert store.data == {}
 
 
 def test_submit_operator_submits_anew_when_the_stored_job_expired(
@@ -403,7 +415,7 @@ def test_submit_operator_submits_anew_when_the_stored_job_expired(
 ) -> None:
     old = hook.submit_video(sample_videos()["internal"]).job_id
     sim_conn.state.expire_job(old)
-    ti, store = FakeTI(), FakeStateStore({JOB_ID_KEY: old})
+    ti, store = FakeTI(), FakeStateStore({JOB_KEY: {"job_id": old, "video": str(sample_videos()["internal"])}})
 
     new = SlipstreamSubmitVideoOperator(task_id="submit", video_path=sample_videos()["internal"]).execute(
         make_context(ti, store)
@@ -413,7 +425,7 @@ def test_submit_operator_submits_anew_when_the_stored_job_expired(
     assert new in sim_conn.state.jobs
     assert sim_conn.state.jobs_created == 2
     assert ti.pushed == [("job_id", new)]
-    assert store.data == {JOB_ID_KEY: new}
+    assert store.writes[0] == (JOB_KEY, {"job_id": new, "video": str(sample_videos()["internal"])})
 
 
 def test_submit_operator_accepts_a_presigned_storage_key(hook: SlipstreamHook, sim_conn: SimulatorServer) -> None:
@@ -441,7 +453,8 @@ def test_recognize_operator_returns_the_contract_result(sim_conn: SimulatorServe
     assert sim_conn.state.jobs_created == 1
     job_id = ti.pushed[0][1]
     assert ti.pushed == [("job_id", job_id)]
-    assert store.data == {JOB_ID_KEY: job_id}
+    assert store.writes[0] == (JOB_KEY, {"job_id": job_id, "video": str(sample_videos()["competitor"])})
+    assert store.data == {}
     assert result == expected_result(job_id, "competitor")
 
 
@@ -464,7 +477,7 @@ def test_recognize_operator_retry_resumes_the_submitted_job(
         operator().execute(make_context(first_ti, store))
     assert fault.remaining == 0
     assert sim_conn.state.jobs_created == 1
-    job_id = store.data[JOB_ID_KEY]
+    job_id = store.data[JOB_KEY]["job_id"]
     assert first_ti.pushed == [("job_id", job_id)], "the job id must be in XCom as soon as it is known"
 
     # The retry: a new operator object, the same task state store.
@@ -495,19 +508,20 @@ def test_deferrable_recognize_operator_defers_after_submitting(
         operator.execute(context)
     after = time.time()
 
-    job_id = store.data[JOB_ID_KEY]
+    job_id = store.data[JOB_KEY]["job_id"]
     assert ti.pushed == [("job_id", job_id)]
     trigger = deferred.value.trigger
     assert isinstance(trigger, SlipstreamJobTrigger)
     assert trigger.job_id == job_id
-    assert trigger.keep_waiting_on_transient is False
+    assert trigger.keep_waiting_on_transient is True
     assert trigger.poll_interval == 0.2
-    if timeout is None:
-        assert trigger.deadline is None
-    else:
-        assert trigger.deadline is not None
-        assert before + timeout <= trigger.deadline <= after + timeout
+    bound = DEFAULT_RECOGNIZE_TIMEOUT.total_seconds() if timeout is None else timeout
+    assert trigger.deadline is not None
+    assert before + bound <= trigger.deadline <= after + bound
     assert deferred.value.method_name == "execute_complete"
+    # Airflow's own defer timeout backs the trigger's deadline up.
+    assert deferred.value.timeout is not None
+    assert deferred.value.timeout.total_seconds() > bound
 
     event = run_trigger(trigger)
     assert operator.execute_complete(context, event) == expected_result(job_id, "no_match")

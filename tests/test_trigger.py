@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from airflow.sdk.module_loading import import_string
+from airflow.providers.common.compat.module_loading import import_string
 
 from airflow_provider_slipstream.exceptions import (
     SlipstreamAuthError,
@@ -172,7 +172,7 @@ def test_serialize_round_trips_the_defaults() -> None:
     assert rebuilt.serialize() == original.serialize()
     assert kwargs["deadline"] is None
     assert kwargs["competitor_labels"] is None
-    assert kwargs["keep_waiting_on_transient"] is False
+    assert kwargs["keep_waiting_on_transient"] is True
 
 
 # -- errors that no retry can fix ------------------------------------------------------------

@@ -4,43 +4,47 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseBranchOperator, BaseOperator, conf
 
-from airflow_provider_slipstream._resumable import ResumableJobMixin
+from airflow_provider_slipstream._resumable import JobLedger, StoredJob
 from airflow_provider_slipstream.exceptions import SlipstreamJobNotCompletedError, SlipstreamJobNotFoundError
 from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook, UploadMethod
-from airflow_provider_slipstream.models import JobStatus, MatchKind, RecognitionJob
+from airflow_provider_slipstream.models import MatchKind, RecognitionJob
 from airflow_provider_slipstream.triggers.slipstream import (
     DEFAULT_POLL_INTERVAL,
+    DEFER_TIMEOUT_MARGIN,
     SlipstreamJobTrigger,
     result_from_event,
 )
+from airflow_provider_slipstream.validation import parse_labels
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_slipstream.uploads import VideoPath
 
-#: Status given to a stored job that Slipstream no longer knows (404): submit again.
-_EXPIRED = "expired"
+#: How long a recognize task waits for its result when neither ``timeout`` nor ``execution_timeout``
+#: is set: jobs take seconds to about a minute, so an hour means something is wrong.
+DEFAULT_RECOGNIZE_TIMEOUT = timedelta(hours=1)
 _UI_COLOR = "#d9f0e8"
 
 
-class _SlipstreamSubmitBase(ResumableJobMixin, BaseOperator):
+class _SlipstreamSubmitBase(BaseOperator):
     """
-    Submits one video and makes task retries resume that job instead of submitting it again.
+    Submits one video; a later try of the same task instance resumes that job instead.
 
-    The job id is pushed to XCom (key ``job_id``) as soon as it is known, and kept in Airflow's
-    task state store (a Variable before Airflow 3.3) for the next try.
+    The job id is stored (task state store, or a Variable before Airflow 3.3) before any other
+    round trip after the submit, then pushed to XCom (key ``job_id``). A stored job is resumed only
+    for the same input and is removed once the task succeeded: clearing a succeeded task submits
+    again. ``durable=False`` turns resuming off.
     """
 
     template_fields: Sequence[str] = ("video_path", "storage_key", "slipstream_conn_id")
     ui_color = _UI_COLOR
-    external_id_key = "slipstream_job_id"
 
     def __init__(
         self,
@@ -49,6 +53,7 @@ class _SlipstreamSubmitBase(ResumableJobMixin, BaseOperator):
         storage_key: str | None = None,
         upload_method: UploadMethod = "auto",
         slipstream_conn_id: str = SlipstreamHook.default_conn_name,
+        durable: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -65,38 +70,65 @@ class _SlipstreamSubmitBase(ResumableJobMixin, BaseOperator):
         self.storage_key = storage_key
         self.upload_method: UploadMethod = upload_method
         self.slipstream_conn_id = slipstream_conn_id
-        # The last job read, so a completed one is not fetched again for its result.
-        self._known_job: RecognitionJob | None = None
+        self.durable = durable
 
     @cached_property
     def hook(self) -> SlipstreamHook:
         return SlipstreamHook(self.slipstream_conn_id)
 
-    def submit_job(self, context: Context) -> str:
-        if self.storage_key is not None:
-            job = self.hook.submit_storage_key(self.storage_key)
-        else:
-            job = self.hook.submit_video(self.video_path, method=self.upload_method)
-        context["ti"].xcom_push(key="job_id", value=job.job_id)
-        return job.job_id
+    @property
+    def video(self) -> str:
+        """The input in words, as it is stored beside its job: the rendered path, or the storage key."""
+        return f"storage_key:{self.storage_key}" if self.storage_key is not None else str(self.video_path)
 
-    def get_job_status(self, external_id: Any, context: Context) -> str:
+    def resume_or_submit(self, context: Context) -> RecognitionJob:
+        """The job of an earlier try for this same input, if Slipstream still has it; else a new one."""
+        ledger = JobLedger(context) if self.durable else None
+        stored = ledger.get() if ledger is not None else None
+        job = self._resume(stored) if stored is not None else None
+        if job is None:
+            job = self._submit()
+            if ledger is not None:
+                self._remember(ledger, StoredJob(job.job_id, self.video))
+        context["ti"].xcom_push(key="job_id", value=job.job_id)
+        return job
+
+    def forget(self, context: Context) -> None:
+        """The task succeeded: drop its stored job, so nothing is left and a clear submits afresh."""
+        if self.durable:
+            JobLedger(context).discard()
+
+    def _resume(self, stored: StoredJob) -> RecognitionJob | None:
+        if stored.video != self.video:
+            self.log.info(
+                "Job %s of an earlier try was for %s, not %s: submitting this video",
+                stored.job_id,
+                stored.video,
+                self.video,
+            )
+            return None
         try:
-            job = self.hook.get_job(str(external_id))
+            job = self.hook.get_job(stored.job_id)
         except SlipstreamJobNotFoundError:
-            self.log.warning("Job %s from an earlier try has expired; submitting the video again", external_id)
-            return _EXPIRED
-        self.log.info("Resuming Slipstream job %s (%s) from an earlier try", job.job_id, job.status)
-        context["ti"].xcom_push(key="job_id", value=job.job_id)
-        self._known_job = job
-        return job.status
+            self.log.warning("Job %s of an earlier try has expired; submitting %s again", stored.job_id, self.video)
+            return None
+        self.log.info("Resuming Slipstream job %s (%s) of an earlier try for %s", job.job_id, job.status, self.video)
+        return job
 
-    def is_job_active(self, status: str) -> bool:
-        # Undocumented statuses count as "still running": the API has no failed state.
-        return status not in (JobStatus.COMPLETED.value, _EXPIRED)
+    def _submit(self) -> RecognitionJob:
+        if self.storage_key is not None:
+            return self.hook.submit_storage_key(self.storage_key)
+        return self.hook.submit_video(self.video_path, method=self.upload_method)
 
-    def is_job_succeeded(self, status: str) -> bool:
-        return status == JobStatus.COMPLETED.value
+    def _remember(self, ledger: JobLedger, stored: StoredJob) -> None:
+        try:
+            ledger.put(stored)
+        except Exception:
+            # The job exists and this try can still finish it: failing here would make the retry submit
+            # a second job, so only a second failure (this worker dying too) can lead to a duplicate.
+            self.log.warning(
+                "Could not store Slipstream job %s for a later try; carrying on with it", stored.job_id, exc_info=True
+            )
 
 
 class SlipstreamSubmitVideoOperator(_SlipstreamSubmitBase):
@@ -104,6 +136,7 @@ class SlipstreamSubmitVideoOperator(_SlipstreamSubmitBase):
     Submit a video to Slipstream AudioVerify and return the job id (XCom ``return_value``).
 
     Wait for the result with :class:`~airflow_provider_slipstream.sensors.slipstream.SlipstreamJobSensor`.
+    A retried task returns the job its earlier try submitted for the same video.
 
     :param video_path: A local path or an object-storage path/URL such as ``s3://conn_id@bucket/clip.mp4``
         (templated). Allowed extensions: .mp4 .mov .avi .mpeg.
@@ -111,26 +144,22 @@ class SlipstreamSubmitVideoOperator(_SlipstreamSubmitBase):
     :param upload_method: ``"direct"`` (multipart, up to 100 MB), ``"presigned"``, or ``"auto"``
         (direct for small files).
     :param slipstream_conn_id: The ``slipstream`` connection (templated).
+    :param durable: Resume the job of an earlier try (default); False submits on every try.
     """
 
     def execute(self, context: Context) -> str:
-        return self.execute_resumable(context)
-
-    # ResumableJobMixin returns poll_until_complete's value when it reconnects, so it is the result.
-    def poll_until_complete(self, external_id: Any, context: Context) -> str:  # type: ignore[override]
-        # Submitting is this operator's whole job; waiting is the sensor's.
-        return str(external_id)
-
-    def get_job_result(self, external_id: Any, context: Context) -> str:
-        return str(external_id)
+        job = self.resume_or_submit(context)
+        self.forget(context)
+        return job.job_id
 
 
 class SlipstreamRecognizeVideoOperator(_SlipstreamSubmitBase):
     """
     Submit a video, wait for recognition, and return the result dict, all in one task.
 
-    Waits in the worker (``poll_interval``) or, with ``deferrable=True``, on the triggerer. A
-    retried task resumes the job it already submitted while Slipstream still keeps it.
+    Waits in the worker (``poll_interval``) or, with ``deferrable=True``, on the triggerer, where
+    temporary API failures are waited out. A retried task resumes the job it already submitted
+    for the same video while Slipstream still keeps it.
 
     The return value (XCom): ``{"job_id", "status", "match", "track"}``.
 
@@ -138,12 +167,15 @@ class SlipstreamRecognizeVideoOperator(_SlipstreamSubmitBase):
     :param storage_key: The key of a finished presigned upload (templated).
     :param upload_method: ``"auto"``, ``"direct"`` or ``"presigned"``.
     :param poll_interval: Seconds between polls (the API asks for 2 to 5).
-    :param timeout: Longest wait for the result, in seconds or as a timedelta; None waits until
-        the task's ``execution_timeout``.
+    :param timeout: Longest wait for the result, in seconds or as a timedelta. Default: what is left
+        of the task's ``execution_timeout``, else ``DEFAULT_RECOGNIZE_TIMEOUT`` (one hour). Reaching
+        it fails the try with ``SlipstreamJobTimeoutError``; a retry resumes the same job.
     :param deferrable: Wait on the triggerer; defaults to ``[operators] default_deferrable``.
-    :param competitor_labels: Labels that count as competitor libraries (templated); defaults to the
+    :param competitor_labels: Labels that count as competitor libraries (templated: a list, or a string
+        rendered from one: comma-separated, or a JSON or Python list literal); defaults to the
         connection's ``competitor_labels`` extra, else the built-in list.
     :param slipstream_conn_id: The ``slipstream`` connection (templated).
+    :param durable: Resume the job of an earlier try (default); False submits on every try.
     """
 
     template_fields: Sequence[str] = (*_SlipstreamSubmitBase.template_fields, "competitor_labels")
@@ -154,7 +186,7 @@ class SlipstreamRecognizeVideoOperator(_SlipstreamSubmitBase):
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         timeout: float | timedelta | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        competitor_labels: list[str] | None = None,
+        competitor_labels: list[str] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -162,39 +194,47 @@ class SlipstreamRecognizeVideoOperator(_SlipstreamSubmitBase):
             raise ValueError(f"{self.task_id}: poll_interval must be positive, got {poll_interval!r}.")
         self.poll_interval = poll_interval
         self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError(f"{self.task_id}: timeout must be positive, got {timeout!r}.")
         self.deferrable = deferrable
         self.competitor_labels = competitor_labels
 
     def execute(self, context: Context) -> dict[str, Any]:
-        return self.execute_resumable(context)
-
-    def poll_until_complete(self, external_id: Any, context: Context) -> dict[str, Any]:  # type: ignore[override]
-        job_id = str(external_id)
-        if self.deferrable:
-            self.defer(
-                trigger=SlipstreamJobTrigger(
-                    job_id=job_id,
-                    slipstream_conn_id=self.slipstream_conn_id,
-                    poll_interval=self.poll_interval,
-                    deadline=None if self.timeout is None else time.time() + self.timeout,
-                    competitor_labels=self.competitor_labels,
-                ),
-                method_name="execute_complete",
-            )
-        self._known_job = self.hook.wait_for_job(job_id, poll_interval=self.poll_interval, timeout=self.timeout)
-        return self._result(self._known_job)
-
-    def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any]:
-        job = self._known_job
-        if job is None or job.job_id != str(external_id) or not job.is_completed:
-            job = self.hook.get_job(str(external_id))
-        return self._result(job)
+        labels = parse_labels(self.competitor_labels, f"{self.task_id}: competitor_labels")
+        job = self.resume_or_submit(context)
+        if not job.is_completed:
+            wait = self.wait_seconds(context)
+            if self.deferrable:
+                self.defer(
+                    trigger=SlipstreamJobTrigger(
+                        job_id=job.job_id,
+                        slipstream_conn_id=self.slipstream_conn_id,
+                        poll_interval=self.poll_interval,
+                        deadline=time.time() + wait,
+                        competitor_labels=labels,
+                    ),
+                    method_name="execute_complete",
+                    timeout=timedelta(seconds=wait + self.poll_interval + DEFER_TIMEOUT_MARGIN),
+                )
+            job = self.hook.wait_for_job(job.job_id, poll_interval=self.poll_interval, timeout=wait)
+        self.forget(context)
+        return job.to_result(self.hook.config.competitor_labels_for(labels))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        return result_from_event(event)
+        result = result_from_event(event)
+        self.forget(context)
+        return result
 
-    def _result(self, job: RecognitionJob) -> dict[str, Any]:
-        return job.to_result(self.hook.config.competitor_labels_for(self.competitor_labels))
+    def wait_seconds(self, context: Context) -> float:
+        """The bound of this try's wait: ``timeout``, else what is left of ``execution_timeout``, else the default."""
+        if self.timeout is not None:
+            return self.timeout
+        if self.execution_timeout is None:
+            return DEFAULT_RECOGNIZE_TIMEOUT.total_seconds()
+        # Airflow 3 does not count a deferral against execution_timeout: the trigger must.
+        started = getattr(context["ti"], "start_date", None)
+        spent = (datetime.now(timezone.utc) - started).total_seconds() if started else 0.0
+        return max(self.execution_timeout.total_seconds() - spent, self.poll_interval)
 
 
 class SlipstreamGetTrackOperator(BaseOperator):
@@ -206,7 +246,8 @@ class SlipstreamGetTrackOperator(BaseOperator):
     :class:`SlipstreamRecognizeVideoOperator`, which waits by itself.
 
     :param job_id: The job (templated), e.g. ``"{{ ti.xcom_pull('submit') }}"``.
-    :param competitor_labels: Labels that count as competitor libraries (templated).
+    :param competitor_labels: Labels that count as competitor libraries (templated; a list, or a
+        comma-separated string or list literal as a template renders it).
     :param slipstream_conn_id: The ``slipstream`` connection (templated).
     """
 
@@ -217,7 +258,7 @@ class SlipstreamGetTrackOperator(BaseOperator):
         self,
         *,
         job_id: str,
-        competitor_labels: list[str] | None = None,
+        competitor_labels: list[str] | str | None = None,
         slipstream_conn_id: str = SlipstreamHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -227,6 +268,7 @@ class SlipstreamGetTrackOperator(BaseOperator):
         self.slipstream_conn_id = slipstream_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        labels = parse_labels(self.competitor_labels, f"{self.task_id}: competitor_labels")
         hook = SlipstreamHook(self.slipstream_conn_id)
         job = hook.get_job(self.job_id)
         if not job.is_completed:
@@ -234,7 +276,7 @@ class SlipstreamGetTrackOperator(BaseOperator):
                 f"Slipstream job {job.job_id} is still {job.status!r}. Wait for it first with "
                 "SlipstreamJobSensor, or use SlipstreamRecognizeVideoOperator, which waits by itself."
             )
-        result = job.to_result(hook.config.competitor_labels_for(self.competitor_labels))
+        result = job.to_result(hook.config.competitor_labels_for(labels))
         self.log.info("Slipstream job %s: %s %s", job.job_id, result["match"], _describe(result))
         return result
 

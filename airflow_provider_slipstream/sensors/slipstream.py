@@ -7,15 +7,23 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue, conf
+from airflow.providers.common.compat.sdk import (
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    BaseSensorOperator,
+    PokeReturnValue,
+    conf,
+)
 
 from airflow_provider_slipstream.exceptions import SlipstreamJobTimeoutError, SlipstreamTransientError
 from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook, log_status
 from airflow_provider_slipstream.triggers.slipstream import (
     DEFAULT_POLL_INTERVAL,
+    DEFER_TIMEOUT_MARGIN,
     SlipstreamJobTrigger,
     result_from_event,
 )
+from airflow_provider_slipstream.validation import parse_labels
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -24,8 +32,10 @@ if TYPE_CHECKING:
 
     from airflow_provider_slipstream.models import RecognitionJob
 
-#: Longest pause (Retry-After or backoff) one reschedule-mode poke sleeps out, in seconds.
-MAX_RETRY_WAIT_PER_POKE = 60.0
+#: The default poke interval of a reschedule-mode sensor: well above ``[workers]
+#: min_heartbeat_interval`` (5 s by default), so a poke's report cannot arrive after the next poke
+#: was queued (apache/airflow#71172). Poke and deferrable waits use the API's 2-5 s guidance.
+RESCHEDULE_POKE_INTERVAL = 10.0
 #: Where the last seen status is kept between pokes, so each change is logged once.
 _LAST_STATUS_KEY = "slipstream_last_status"
 
@@ -36,17 +46,21 @@ class SlipstreamJobSensor(BaseSensorOperator):
 
     Runs in ``reschedule`` mode by default, so no worker slot is held between pokes; with
     ``deferrable=True`` the wait moves to the triggerer after one immediate poke. Temporary API
-    failures (5xx, 429, network) are logged and the sensor keeps waiting; a rejected key or an
-    unknown/expired job fails the task at once, without retries.
+    failures (5xx, 429, network) are logged and the sensor keeps waiting until its ``timeout``; a
+    rejected key or an unknown/expired job fails the task at once, without retries. ``soft_fail``
+    and ``never_fail`` apply in every mode, the first poke of a deferrable sensor included.
 
     The XCom value: ``{"job_id", "status", "match", "track"}`` where ``match`` is ``internal``,
     ``competitor``, ``external`` or ``no_match``.
 
     :param job_id: The job to wait for (templated), e.g. ``"{{ ti.xcom_pull('submit') }}"``.
     :param slipstream_conn_id: The ``slipstream`` connection (templated).
-    :param competitor_labels: Labels that count as competitor libraries; defaults to the
-        connection's ``competitor_labels`` extra, else the built-in list (which includes Epidemic Sound).
+    :param competitor_labels: Labels that count as competitor libraries (templated: a list, or a string
+        rendered from one); defaults to the connection's ``competitor_labels`` extra, else the built-in
+        list (which includes Epidemic Sound).
     :param deferrable: Wait on the triggerer instead; defaults to ``[operators] default_deferrable``.
+    :param poke_interval: Seconds between pokes; default 10 in reschedule mode (see
+        ``RESCHEDULE_POKE_INTERVAL``), else 3. One poke never sleeps out retries for longer than this.
     """
 
     template_fields: Sequence[str] = ("job_id", "slipstream_conn_id", "competitor_labels")
@@ -57,12 +71,16 @@ class SlipstreamJobSensor(BaseSensorOperator):
         *,
         job_id: str,
         slipstream_conn_id: str = SlipstreamHook.default_conn_name,
-        competitor_labels: list[str] | None = None,
+        competitor_labels: list[str] | str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poke_interval: float = DEFAULT_POLL_INTERVAL,
+        poke_interval: float | None = None,
         mode: str = "reschedule",
         **kwargs: Any,
     ) -> None:
+        if poke_interval is None:
+            poke_interval = (
+                RESCHEDULE_POKE_INTERVAL if mode == "reschedule" and not deferrable else DEFAULT_POLL_INTERVAL
+            )
         super().__init__(poke_interval=poke_interval, mode=mode, **kwargs)
         self.job_id = job_id
         self.slipstream_conn_id = slipstream_conn_id
@@ -75,46 +93,52 @@ class SlipstreamJobSensor(BaseSensorOperator):
         return SlipstreamHook(self.slipstream_conn_id)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        # In reschedule mode a poke may sleep out a short Retry-After, but must not hold its
-        # worker slot through a long one: it gives up and the next poke tries again.
-        deadline = time.monotonic() + MAX_RETRY_WAIT_PER_POKE if self.reschedule else None
+        labels = parse_labels(self.competitor_labels, f"{self.task_id}: competitor_labels")
+        # A poke sleeps out retries (Retry-After, backoff) for at most one poke interval: after that
+        # the sensor's own loop waits, so its timeout is overrun by at most one interval and one request.
+        deadline = time.monotonic() + self.poke_interval
         try:
             job = self.hook.get_job(self.job_id, deadline=deadline)
         except (SlipstreamTransientError, SlipstreamJobTimeoutError) as exc:
             self.log.warning("Slipstream is not answering right now; will poke again: %s", exc)
-            return False
+            return self._not_yet(labels)
         self._log_status_change(job, context)
         if not job.is_completed:
-            return False
-        labels = self.hook.config.competitor_labels_for(self.competitor_labels)
-        return PokeReturnValue(is_done=True, xcom_value=job.to_result(labels))
+            return self._not_yet(labels)
+        if (store := context.get("task_state_store")) is not None:
+            store.delete(_LAST_STATUS_KEY)  # done: a cleared sensor logs its statuses afresh
+        return PokeReturnValue(is_done=True, xcom_value=job.to_result(self.hook.config.competitor_labels_for(labels)))
 
-    def execute(self, context: Context) -> Any:
-        if not self.deferrable:
-            return super().execute(context)
-        done = self.poke(context)
-        if isinstance(done, PokeReturnValue):
-            return done.xcom_value
-        self.defer(
-            trigger=SlipstreamJobTrigger(
-                job_id=self.job_id,
-                slipstream_conn_id=self.slipstream_conn_id,
-                poll_interval=self.poke_interval,
-                deadline=time.time() + self.timeout,
-                competitor_labels=self.competitor_labels,
-                keep_waiting_on_transient=True,
-            ),
-            method_name="execute_complete",
-            # A backstop for a triggerer that dies; the trigger's own deadline ends first, with a clearer message.
-            timeout=timedelta(seconds=self.timeout + 60),
-        )
+    def _not_yet(self, labels: tuple[str, ...] | None) -> bool:
+        # Deferring from inside poke() keeps Airflow's own poke handling (soft_fail, never_fail,
+        # silent_fail) around the first poke: TaskDeferred passes through it untouched.
+        if self.deferrable:
+            self.defer(
+                trigger=SlipstreamJobTrigger(
+                    job_id=self.job_id,
+                    slipstream_conn_id=self.slipstream_conn_id,
+                    poll_interval=self.poke_interval,
+                    deadline=time.time() + self.timeout,
+                    competitor_labels=labels,
+                ),
+                method_name="execute_complete",
+                # A backstop for a triggerer that dies; the trigger's own deadline ends first, with a clearer message.
+                timeout=timedelta(seconds=self.timeout + DEFER_TIMEOUT_MARGIN),
+            )
+        return False
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         try:
-            return result_from_event(event)
-        except SlipstreamJobTimeoutError as exc:
-            # Airflow applies soft_fail / never_fail to sensor timeouts.
-            raise AirflowSensorTimeout(str(exc)) from exc
+            try:
+                return result_from_event(event)
+            except SlipstreamJobTimeoutError as exc:
+                # Airflow applies soft_fail / never_fail to sensor timeouts.
+                raise AirflowSensorTimeout(str(exc)) from exc
+        except Exception as exc:
+            # Airflow 3.0 applies soft_fail, but not never_fail, to the outcome of a deferral.
+            if self.never_fail:
+                raise AirflowSkipException(f"Skipping due to never_fail: {exc}") from exc
+            raise
 
     def _log_status_change(self, job: RecognitionJob, context: Context) -> None:
         # In reschedule mode each poke is a new process: remember the status in the task state

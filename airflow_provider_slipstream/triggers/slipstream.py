@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 #: The API asks clients to poll every 2 to 5 seconds.
 DEFAULT_POLL_INTERVAL = 3.0
+#: How much longer than its trigger's deadline a deferral may last before Airflow ends it: the
+#: trigger reports the timeout itself; Airflow's defer timeout is the backstop for a lost triggerer.
+DEFER_TIMEOUT_MARGIN = 60.0
 
 
 class SlipstreamJobTrigger(BaseTrigger):
@@ -31,10 +34,12 @@ class SlipstreamJobTrigger(BaseTrigger):
     :param job_id: The job to wait for.
     :param slipstream_conn_id: The ``slipstream`` connection.
     :param poll_interval: Seconds between polls (Retry-After and backoff come on top).
-    :param deadline: Unix time after which the wait ends with a timeout error; None waits forever.
+    :param deadline: Unix time after which the wait ends with a timeout error; the operators always
+        set one. None (triggers serialized by older versions) waits until Airflow's defer timeout.
     :param competitor_labels: Overrides the connection's and the built-in competitor labels.
-    :param keep_waiting_on_transient: When a poll still fails after its retries (a long outage),
-        log it and poll again at the next interval instead of ending with an error.
+    :param keep_waiting_on_transient: When a poll still fails after its retries (a long outage), log
+        it and poll again at the next interval: waiting costs the triggerer nothing, so only permanent
+        errors (401/403, 404) and the deadline end the wait. False ends it with the error instead.
     """
 
     def __init__(
@@ -43,15 +48,15 @@ class SlipstreamJobTrigger(BaseTrigger):
         slipstream_conn_id: str = SlipstreamHook.default_conn_name,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         deadline: float | None = None,
-        competitor_labels: list[str] | None = None,
-        keep_waiting_on_transient: bool = False,
+        competitor_labels: list[str] | tuple[str, ...] | None = None,
+        keep_waiting_on_transient: bool = True,
     ) -> None:
         super().__init__()
         self.job_id = job_id
         self.slipstream_conn_id = slipstream_conn_id
         self.poll_interval = poll_interval
         self.deadline = deadline
-        self.competitor_labels = competitor_labels
+        self.competitor_labels = None if competitor_labels is None else list(competitor_labels)
         self.keep_waiting_on_transient = keep_waiting_on_transient
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
