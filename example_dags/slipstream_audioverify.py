@@ -64,7 +64,8 @@ with DAG(
     tags=["slipstream", "example"],
 ) as dag:
     submit = SlipstreamSubmitVideoOperator(task_id="submit", video_path="{{ params.video_path }}")
-    wait = SlipstreamJobSensor(task_id="wait", job_id=submit.output, poke_interval=2, timeout=600)
+    # The defaults: reschedule mode (no worker slot between pokes), a poke every 10 s, at most an hour.
+    wait = SlipstreamJobSensor(task_id="wait", job_id=submit.output)
     get_track = SlipstreamGetTrackOperator(task_id="get_track", job_id=submit.output)
     branch = SlipstreamMatchBranchOperator(
         task_id="branch_on_match",

@@ -52,7 +52,9 @@ with DAG(
     params={"video_paths": Param([str(p) for p in sample_videos().values()], type="array")},
     tags=["slipstream", "example"],
 ) as dag:
-    recognize = SlipstreamRecognizeVideoOperator.partial(
-        task_id="recognize", deferrable=True, poll_interval=2, timeout=1800, retries=2
-    ).expand(video_path=list_videos())
+    # Deferrable: the waits cost the triggerer one request per 3 s each and hold no worker slot.
+    # Retries resume the job a try already submitted for the same video.
+    recognize = SlipstreamRecognizeVideoOperator.partial(task_id="recognize", deferrable=True, retries=2).expand(
+        video_path=list_videos()
+    )
     summarize(recognize.output)

@@ -15,7 +15,7 @@ import pytest
 from airflow_harness import DAGS_FOLDER, AirflowHarness, slipstream_conn
 
 from airflow_provider_slipstream.samples import sample_videos
-from airflow_provider_slipstream.simulator import Fault, SimulatorServer, SimulatorState
+from airflow_provider_slipstream.simulator import SimulatorServer, SimulatorState
 from tests.conftest import FAST_RETRY_EXTRA
 from tests.contract import expected_result
 
@@ -113,32 +113,44 @@ def test_batch_dag_recognizes_every_clip_on_the_triggerer(airflow, sim):
         assert f"Slipstream job {result['job_id']} is completed [airflow_provider_slipstream.triggers" in run.output
 
 
-def test_retried_recognize_resumes_its_job_instead_of_resubmitting(tmp_path, sim):
+@pytest.fixture(scope="module")
+def retried(sim, tmp_path_factory):
+    """One run of slipstream_retry_resume: each recognize task's first try times out after submitting."""
     airflow = AirflowHarness(
-        tmp_path / "home", slipstream_conn(sim.url, sim.state.api_key, **FAST_RETRY_EXTRA), dags_folder=TEST_DAGS
+        tmp_path_factory.mktemp("retry_home"),
+        slipstream_conn(sim.url, sim.state.api_key, **FAST_RETRY_EXTRA),
+        dags_folder=TEST_DAGS,
     )
     airflow.migrate()
     jobs_before, posts_before = sim.state.jobs_created, sim.state.count(method="POST")
-    # Each task's first try submits, then its polls fail through the whole retry budget.
-    budget = FAST_RETRY_EXTRA["max_retries"] + 1
-    fault = sim.state.add_fault(
-        Fault("status", method="GET", path="/api/v4/video-recognition/*/", status=503, remaining=2 * budget)
-    )
-    try:
-        run = airflow.dags_test("slipstream_retry_resume", {"video_path": str(sample_videos()["internal"])})
-    finally:
-        sim.state.clear_faults()
+    run = airflow.dags_test("slipstream_retry_resume", {"video_path": str(sample_videos()["internal"])})
+    return airflow, run, sim.state.jobs_created - jobs_before, sim.state.count(method="POST") - posts_before
+
+
+RETRIED_TASKS = ("recognize_in_worker", "recognize_deferrable")
+
+
+def test_retried_recognize_resumes_its_job_instead_of_resubmitting(retried):
+    airflow, run, jobs, posts = retried
 
     assert run.returncode == 0, run.output[-3000:]
-    assert fault.remaining == 0
-    assert run.output.count("SlipstreamTransientError: Slipstream could not answer") >= 2
-    tasks = ("recognize_in_worker", "recognize_deferrable")
+    assert run.output.count("SlipstreamJobTimeoutError") >= 2
     tries = airflow.query("SELECT task_id, try_number, state FROM task_instance WHERE run_id = ?", run.run_id)
-    assert sorted(tries) == sorted((task, 2, "success") for task in tasks)
+    assert sorted(tries) == sorted([("submit", 1, "success"), *((task, 2, "success") for task in RETRIED_TASKS)])
     # One job per task, across both tries of each.
-    assert sim.state.jobs_created == jobs_before + len(tasks)
-    assert sim.state.count(method="POST") == posts_before + len(tasks)
-    results = [airflow.xcom(run, task) for task in tasks]
+    assert jobs == posts == 1 + len(RETRIED_TASKS)
+    results = [airflow.xcom(run, task) for task in RETRIED_TASKS]
     for result in results:
         assert result == expected_result(result["job_id"], "internal")
-    assert len({r["job_id"] for r in results}) == len(tasks)
+    assert len({r["job_id"] for r in results}) == len(RETRIED_TASKS)
+    assert run.output.count("of an earlier try for") == len(RETRIED_TASKS)
+
+
+def test_resume_records_are_gone_once_the_tasks_succeeded_in_every_mode(retried):
+    airflow, run, _, _ = retried
+    assert run.returncode == 0, run.output[-3000:]
+    # Submit, recognize in the worker and deferred: no record left in the task state store (3.3+),
+    # nor in the Variables that stand in for it before 3.3.
+    assert airflow.query("SELECT key FROM variable") == []
+    if airflow.query("SELECT name FROM sqlite_master WHERE name = 'task_state_store'"):
+        assert airflow.query("SELECT task_id, key FROM task_state_store WHERE key LIKE 'slipstream_job%'") == []

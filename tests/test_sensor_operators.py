@@ -14,7 +14,8 @@ import json
 import time
 import uuid
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import pytest
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSensorTimeout, TaskDeferred
@@ -31,7 +32,6 @@ from airflow_provider_slipstream.exceptions import (
 )
 from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook
 from airflow_provider_slipstream.operators.slipstream import (
-    DEFAULT_RECOGNIZE_TIMEOUT,
     SlipstreamGetTrackOperator,
     SlipstreamMatchBranchOperator,
     SlipstreamRecognizeVideoOperator,
@@ -40,12 +40,9 @@ from airflow_provider_slipstream.operators.slipstream import (
 from airflow_provider_slipstream.samples import sample_videos
 from airflow_provider_slipstream.sensors.slipstream import SlipstreamJobSensor
 from airflow_provider_slipstream.simulator import Fault, SimulatorServer, SimulatorState
-from airflow_provider_slipstream.triggers.slipstream import SlipstreamJobTrigger
+from airflow_provider_slipstream.triggers.slipstream import DEFAULT_WAIT_TIMEOUT, SlipstreamJobTrigger
 from tests.contract import EXPECTED_TRACKS, expected_result
 from tests.fakes import LogRecorder
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 JOB_GLOB = "/api/v4/video-recognition/*/"
 #: Where the submit/recognize operators keep their job for the next try: {"job_id", "video"}.
@@ -182,6 +179,8 @@ def test_sensor_defaults() -> None:
     # Waits that do not reschedule keep to the API's 2-5 s guidance.
     assert SlipstreamJobSensor(task_id="w", job_id="x", mode="poke").poke_interval == 3
     assert SlipstreamJobSensor(task_id="w", job_id="x", deferrable=True).poke_interval == 3
+    # Bounded by what a job can take, not by Airflow's seven days.
+    assert sensor.timeout == DEFAULT_WAIT_TIMEOUT.total_seconds() == 3600
     assert sensor.deferrable is False
     assert sensor.slipstream_conn_id == "slipstream_default"
     assert "job_id" in sensor.template_fields
@@ -515,7 +514,7 @@ def test_deferrable_recognize_operator_defers_after_submitting(
     assert trigger.job_id == job_id
     assert trigger.keep_waiting_on_transient is True
     assert trigger.poll_interval == 0.2
-    bound = DEFAULT_RECOGNIZE_TIMEOUT.total_seconds() if timeout is None else timeout
+    bound = DEFAULT_WAIT_TIMEOUT.total_seconds() if timeout is None else timeout
     assert trigger.deadline is not None
     assert before + bound <= trigger.deadline <= after + bound
     assert deferred.value.method_name == "execute_complete"
@@ -652,3 +651,111 @@ def test_operators_compose_in_a_dag_with_xcom_args() -> None:
     assert branch.upstream_task_ids == {"recognize"}
     assert "video_path" in recognize.template_fields
     assert "result" in branch.template_fields
+
+
+# == Resuming: the same input only; stored before anything else can fail ==========================
+
+
+def test_stored_job_is_resumed_only_for_the_same_input(hook: SlipstreamHook, sim_conn: SimulatorServer) -> None:
+    # A try for another clip (the map index's upstream list changed, then the task was cleared) stored its job.
+    earlier = hook.wait_for_job(hook.submit_video(sample_videos()["internal"]).job_id, poll_interval=0.1, timeout=20)
+    store = FakeStateStore({JOB_KEY: {"job_id": earlier.job_id, "video": str(sample_videos()["internal"])}})
+    clip = str(sample_videos()["competitor"])
+
+    result = SlipstreamRecognizeVideoOperator(task_id="recognize", video_path=clip, poll_interval=0.2).execute(
+        make_context(FakeTI(), store)
+    )
+
+    assert result["match"] == "competitor"
+    assert result["job_id"] != earlier.job_id
+    assert result == expected_result(result["job_id"], "competitor")
+    assert sim_conn.state.jobs_created == 2
+    assert store.writes[0] == (JOB_KEY, {"job_id": result["job_id"], "video": clip})
+
+
+class RecordingStore(FakeStateStore):
+    """A task state store that logs its writes into a shared list of events."""
+
+    def __init__(self, events: list[str], fail_writes: bool = False) -> None:
+        super().__init__()
+        self.events, self.fail_writes = events, fail_writes
+
+    def set(self, key: str, value: Any, *, retention: timedelta | None = None) -> None:
+        self.events.append("store")
+        if self.fail_writes:
+            raise ConnectionError("the execution API is down")
+        super().set(key, value, retention=retention)
+
+
+class FlakyTI(FakeTI):
+    """An XCom push that fails once, as an execution-API round trip can."""
+
+    def __init__(self, events: list[str]) -> None:
+        super().__init__()
+        self.events, self.failed = events, False
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.events.append("xcom")
+        if not self.failed:
+            self.failed = True
+            raise ConnectionError("the execution API is down")
+        super().xcom_push(key, value)
+
+
+def test_job_id_is_stored_before_any_other_round_trip_after_the_submit(sim_conn: SimulatorServer) -> None:
+    events: list[str] = []
+    store = RecordingStore(events)
+
+    def operator() -> SlipstreamRecognizeVideoOperator:
+        return SlipstreamRecognizeVideoOperator(
+            task_id="recognize", video_path=sample_videos()["external"], poll_interval=0.2
+        )
+
+    # The XCom push right after the submit fails: the try fails, but the job was already stored.
+    with pytest.raises(ConnectionError):
+        operator().execute(make_context(FlakyTI(events), store))
+    assert events == ["store", "xcom"]
+    assert sim_conn.state.jobs_created == 1
+
+    result = operator().execute(make_context(FakeTI(), store))
+
+    assert sim_conn.state.jobs_created == 1, "the retry submitted the video again"
+    assert result == expected_result(store.writes[0][1]["job_id"], "external")
+
+
+def test_a_failed_store_write_does_not_fail_the_try(sim_conn: SimulatorServer) -> None:
+    # Failing here would make the retry submit a second job; carrying on finishes the one job there is.
+    events: list[str] = []
+    ti = FakeTI()
+    operator = SlipstreamRecognizeVideoOperator(task_id="recognize", video_path=sample_videos()["internal"])
+
+    result = operator.execute(make_context(ti, RecordingStore(events, fail_writes=True)))
+
+    assert events == ["store"]
+    assert sim_conn.state.jobs_created == 1
+    assert result == expected_result(ti.pushed[0][1], "internal")
+
+
+def test_defaults_are_safe_on_a_default_deployment() -> None:
+    import importlib.util
+
+    from airflow.providers.common.compat.sdk import conf
+
+    from airflow_provider_slipstream.sensors.slipstream import RESCHEDULE_POKE_INTERVAL
+
+    # apache/airflow#71172: a reschedule poke close to the workers' heartbeat can fail the sensor.
+    heartbeat = float(conf.get_default_value("workers", "min_heartbeat_interval"))
+    assert 2 * heartbeat <= RESCHEDULE_POKE_INTERVAL
+    # The example DAGs wait with the defaults.
+    examples = Path(__file__).resolve().parent.parent / "example_dags"
+    tasks = {}
+    for path in examples.glob("*.py"):
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        tasks.update({f"{module.dag.dag_id}.{t.task_id}": t for t in module.dag.tasks})
+    wait = tasks["slipstream_audioverify.wait"]
+    assert (wait.mode, wait.poke_interval, wait.timeout) == ("reschedule", RESCHEDULE_POKE_INTERVAL, 3600)
+    recognize = tasks["slipstream_audioverify_batch.recognize"].partial_kwargs
+    assert "poll_interval" not in recognize
+    assert "timeout" not in recognize

@@ -11,6 +11,7 @@ from airflow_provider_slipstream.validation import (
     ALLOWED_EXTENSIONS,
     MAX_DIRECT_UPLOAD_BYTES,
     STORAGE_KEY_PREFIX,
+    parse_labels,
     validate_filename,
     validate_job_id,
     validate_size,
@@ -147,3 +148,26 @@ class TestValidateSize:
 
     def test_no_limit(self) -> None:
         assert validate_size("huge.mp4", 10 * 1024 * MB, limit=None) is None
+
+
+@pytest.mark.parametrize(
+    ("rendered", "labels"),
+    [
+        ("Epidemic Sound, Artlist", ("Epidemic Sound", "Artlist")),
+        ("Epidemic Sound", ("Epidemic Sound",)),
+        ('["Epidemic Sound", "Artlist"]', ("Epidemic Sound", "Artlist")),
+        ("['Epidemic Sound', 'Artlist']", ("Epidemic Sound", "Artlist")),  # how a list param renders
+        (["Epidemic Sound", " Artlist "], ("Epidemic Sound", "Artlist")),  # native rendering, an XComArg
+        ("[]", ()),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_templated_label_lists_mean_the_labels_they_name(rendered, labels):
+    assert parse_labels(rendered, "competitor_labels") == labels
+
+
+@pytest.mark.parametrize("rendered", ["[1, 2]", "['unclosed", {"Epidemic Sound": 1}, 42])
+def test_label_lists_that_name_no_labels_are_refused(rendered):
+    with pytest.raises(SlipstreamValidationError, match="competitor_labels must be a list of names"):
+        parse_labels(rendered, "competitor_labels")

@@ -16,6 +16,7 @@ from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook, UploadM
 from airflow_provider_slipstream.models import MatchKind, RecognitionJob
 from airflow_provider_slipstream.triggers.slipstream import (
     DEFAULT_POLL_INTERVAL,
+    DEFAULT_WAIT_TIMEOUT,
     DEFER_TIMEOUT_MARGIN,
     SlipstreamJobTrigger,
     result_from_event,
@@ -27,9 +28,6 @@ if TYPE_CHECKING:
 
     from airflow_provider_slipstream.uploads import VideoPath
 
-#: How long a recognize task waits for its result when neither ``timeout`` nor ``execution_timeout``
-#: is set: jobs take seconds to about a minute, so an hour means something is wrong.
-DEFAULT_RECOGNIZE_TIMEOUT = timedelta(hours=1)
 _UI_COLOR = "#d9f0e8"
 
 
@@ -168,7 +166,7 @@ class SlipstreamRecognizeVideoOperator(_SlipstreamSubmitBase):
     :param upload_method: ``"auto"``, ``"direct"`` or ``"presigned"``.
     :param poll_interval: Seconds between polls (the API asks for 2 to 5).
     :param timeout: Longest wait for the result, in seconds or as a timedelta. Default: what is left
-        of the task's ``execution_timeout``, else ``DEFAULT_RECOGNIZE_TIMEOUT`` (one hour). Reaching
+        of the task's ``execution_timeout``, else ``DEFAULT_WAIT_TIMEOUT`` (one hour). Reaching
         it fails the try with ``SlipstreamJobTimeoutError``; a retry resumes the same job.
     :param deferrable: Wait on the triggerer; defaults to ``[operators] default_deferrable``.
     :param competitor_labels: Labels that count as competitor libraries (templated: a list, or a string
@@ -230,7 +228,7 @@ class SlipstreamRecognizeVideoOperator(_SlipstreamSubmitBase):
         if self.timeout is not None:
             return self.timeout
         if self.execution_timeout is None:
-            return DEFAULT_RECOGNIZE_TIMEOUT.total_seconds()
+            return DEFAULT_WAIT_TIMEOUT.total_seconds()
         # Airflow 3 does not count a deferral against execution_timeout: the trigger must.
         started = getattr(context["ti"], "start_date", None)
         spent = (datetime.now(timezone.utc) - started).total_seconds() if started else 0.0

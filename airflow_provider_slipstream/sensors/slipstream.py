@@ -19,6 +19,7 @@ from airflow_provider_slipstream.exceptions import SlipstreamJobTimeoutError, Sl
 from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook, log_status
 from airflow_provider_slipstream.triggers.slipstream import (
     DEFAULT_POLL_INTERVAL,
+    DEFAULT_WAIT_TIMEOUT,
     DEFER_TIMEOUT_MARGIN,
     SlipstreamJobTrigger,
     result_from_event,
@@ -61,6 +62,8 @@ class SlipstreamJobSensor(BaseSensorOperator):
     :param deferrable: Wait on the triggerer instead; defaults to ``[operators] default_deferrable``.
     :param poke_interval: Seconds between pokes; default 10 in reschedule mode (see
         ``RESCHEDULE_POKE_INTERVAL``), else 3. One poke never sleeps out retries for longer than this.
+    :param timeout: Longest wait, in seconds; default one hour (``DEFAULT_WAIT_TIMEOUT``), not Airflow's
+        seven days: results expire after about a day, and a job takes about a minute.
     """
 
     template_fields: Sequence[str] = ("job_id", "slipstream_conn_id", "competitor_labels")
@@ -81,6 +84,7 @@ class SlipstreamJobSensor(BaseSensorOperator):
             poke_interval = (
                 RESCHEDULE_POKE_INTERVAL if mode == "reschedule" and not deferrable else DEFAULT_POLL_INTERVAL
             )
+        kwargs.setdefault("timeout", DEFAULT_WAIT_TIMEOUT.total_seconds())
         super().__init__(poke_interval=poke_interval, mode=mode, **kwargs)
         self.job_id = job_id
         self.slipstream_conn_id = slipstream_conn_id

@@ -88,6 +88,8 @@ class RequestRecord:
     fault: str | None = None
     # Set when the response starts, i.e. before the client can have read it.
     status: int | None = None
+    #: time.monotonic() when the request arrived, to measure how long a client kept polling.
+    at: float = dataclasses.field(default_factory=time.monotonic)
 
 
 @dataclasses.dataclass

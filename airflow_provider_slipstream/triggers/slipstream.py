@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -17,6 +18,9 @@ if TYPE_CHECKING:
 
 #: The API asks clients to poll every 2 to 5 seconds.
 DEFAULT_POLL_INTERVAL = 3.0
+#: How long a sensor or recognize task waits when nothing else bounds it: jobs take seconds to about
+#: a minute, so an hour means something is wrong (and results expire after about a day anyway).
+DEFAULT_WAIT_TIMEOUT = timedelta(hours=1)
 #: How much longer than its trigger's deadline a deferral may last before Airflow ends it: the
 #: trigger reports the timeout itself; Airflow's defer timeout is the backstop for a lost triggerer.
 DEFER_TIMEOUT_MARGIN = 60.0
