@@ -1,0 +1,27 @@
+"""E2E test DAG: recognize a list of videos kept in a Variable, so a test can change it and clear the run."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import DAG, Variable, task
+
+from airflow_provider_slipstream.operators.slipstream import SlipstreamRecognizeVideoOperator
+
+VIDEOS_VARIABLE = "slipstream_clear_videos"
+
+
+@task
+def list_videos() -> list[str]:
+    return Variable.get(VIDEOS_VARIABLE, deserialize_json=True)
+
+
+with DAG("slipstream_clear", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
+    videos = list_videos()
+    for deferrable in (False, True):
+        SlipstreamRecognizeVideoOperator.partial(
+            task_id="recognize_deferrable" if deferrable else "recognize_in_worker",
+            deferrable=deferrable,
+            poll_interval=1,
+            timeout=5,
+        ).expand(video_path=videos)
