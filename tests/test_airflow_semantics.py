@@ -107,16 +107,23 @@ def test_deferred_waits_ride_out_transient_failures_until_their_bound(airflow, s
     job_id = hook.submit_file(sample_videos()["competitor"]).job_id
     jobs_before = sim.state.jobs_created
     budget = FAST_RETRY_EXTRA["max_retries"] + 1
-    # Three polls' worth of retry budgets per task fail before Slipstream recovers.
-    outage = sim.state.add_fault(Fault("status", method="GET", path=JOB_GLOB, status=503, remaining=6 * budget))
+    # Three polls' worth of retry budgets fail for each task before Slipstream recovers: the sensor's
+    # job has its own outage (the first matching rule applies); the recognize task's job, polled first, the other.
+    outages = [
+        sim.state.add_fault(
+            Fault("status", method="GET", path=f"/api/v4/video-recognition/{job_id}/", status=503, remaining=3 * budget)
+        ),
+        sim.state.add_fault(Fault("status", method="GET", path=JOB_GLOB, status=503, remaining=3 * budget)),
+    ]
 
     run = airflow.dags_test(
         "slipstream_transient_outage", {"job_id": job_id, "video_path": str(sample_videos()["internal"])}
     )
 
-    assert outage.remaining == 0
+    assert [outage.remaining for outage in outages] == [0, 0]
     assert airflow.task_states(run) == {("recognize_deferrable", -1): "success", ("sensor_deferrable", -1): "success"}
-    assert run.output.count("Still waiting for Slipstream job") >= 2
+    # Each trigger saw its polls fail after their retries, and waited on.
+    assert run.output.count("Still waiting for Slipstream job") >= 4
     recognized = airflow.xcom(run, "recognize_deferrable")
     assert recognized == expected_result(recognized["job_id"], "internal")
     assert airflow.xcom(run, "sensor_deferrable") == expected_result(job_id, "competitor")

@@ -61,10 +61,10 @@ with DAG(
 
 # Polls fail for longer than one poll's retry budget, then recover: deferred waits ride it out.
 with DAG("slipstream_transient_outage", schedule=None, start_date=START, params={"job_id": "", "video_path": ""}):
+    # One after the other, so that each meets an outage of its own.
     SlipstreamRecognizeVideoOperator(
         task_id="recognize_deferrable", video_path=VIDEO, deferrable=True, poll_interval=0.5, timeout=60
-    )
-    SlipstreamJobSensor(task_id="sensor_deferrable", job_id=JOB, deferrable=True, poke_interval=0.5, timeout=60)
+    ) >> SlipstreamJobSensor(task_id="sensor_deferrable", job_id=JOB, deferrable=True, poke_interval=0.5, timeout=60)
 
 # An unknown job (404), and for soft_fail also a job that never completes: skipped in every mode.
 # (never_fail is about errors a poke raises: Airflow fails a poke or reschedule sensor that times out.)
