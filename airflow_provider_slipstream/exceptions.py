@@ -49,6 +49,15 @@ class SlipstreamSubmitUncertainError(SlipstreamApiError, AirflowFailException):
     """
 
 
+class SlipstreamStorageError(SlipstreamError):
+    """
+    Reading the video from its storage failed for a reason other than a missing file or a directory.
+
+    Usually temporary (s3fs reports S3 throttling and 5xx as ``OSError``), so not an
+    ``AirflowFailException``: the task's retries read the video again.
+    """
+
+
 class SlipstreamJobTimeoutError(SlipstreamError):
     """Waiting for a job took longer than the allowed timeout."""
 

@@ -192,13 +192,16 @@ def classify(track: RecognitionTrack | None, competitor_labels: Iterable[str] | 
     return MatchKind.EXTERNAL
 
 
-def check_response(status: int, body: bytes, what: str, *, job_id: str | None = None) -> Any:
+def check_response(status: int, body: bytes, what: str, *, job_id: str | None = None, secret: str | None = None) -> Any:
     """
     Decide what one HTTP answer means: the decoded body of a success, or the matching error.
 
     :param what: the request in words, for messages ("the status of job 7b2c…").
     :param job_id: set for job lookups, where 404 means "unknown or expired job".
+    :param secret: the partner key: a proxy that echoes the request must not put it into a message.
     """
+    if secret:
+        body = body.replace(secret.encode(), b"***")
     if 200 <= status < 300:
         return parse_json_body(body, what)
     message = error_message(body)

@@ -39,6 +39,10 @@ class RetryPolicy:
         return random.uniform(ceiling / 2, ceiling)
 
 
+#: One attempt, no retry: for callers that are a retry loop themselves (a sensor's pokes).
+NO_RETRY = RetryPolicy(max_retries=0)
+
+
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds asked for by a Retry-After header, or None when absent or unreadable."""
     if not value:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import mimetypes
 import os
+import stat
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_slipstream.exceptions import SlipstreamValidationError
+from airflow_provider_slipstream.exceptions import SlipstreamStorageError, SlipstreamValidationError
 from airflow_provider_slipstream.validation import validate_filename, validate_size
 
 if TYPE_CHECKING:
@@ -31,9 +32,15 @@ class VideoFile:
     size: int
 
     def chunks(self) -> Iterator[bytes]:
-        with self.path.open("rb") as f:
-            while chunk := f.read(CHUNK_BYTES):
-                yield chunk
+        # Raised from inside the request body, a storage error must not be an OSError: requests
+        # would report it as a dropped connection. The request stays incomplete (Content-Length
+        # is not reached), so the server cannot act on it and a retry of the task is safe.
+        try:
+            with self.path.open("rb") as f:
+                while chunk := f.read(CHUNK_BYTES):
+                    yield chunk
+        except OSError as exc:
+            raise _storage_error(str(self.path), exc, "while uploading it") from exc
 
 
 def open_video(path: VideoPath, *, max_bytes: int | None = None) -> VideoFile:
@@ -43,22 +50,42 @@ def open_video(path: VideoPath, *, max_bytes: int | None = None) -> VideoFile:
         from airflow.providers.common.compat.sdk import ObjectStoragePath
 
         path = ObjectStoragePath(path)
-    elif isinstance(path, (str, os.PathLike)):
+    elif isinstance(path, str) or (isinstance(path, os.PathLike) and not hasattr(path, "stat")):
+        # A path object with its own stat() is kept as it is: on universal-pathlib 0.2 (Airflow
+        # 3.0) ObjectStoragePath is a pathlib.Path, and Path() of memory://b/x.mp4 is the local /b/x.mp4.
         path = Path(path)
     shown = str(path)
+    # stat() rather than exists(): fsspec's exists() reports any storage error as "missing",
+    # which would fail the task for good on a throttled request.
     try:
-        exists = path.exists()
-        is_dir = exists and path.is_dir()
-        size = int(path.stat().st_size) if exists and not is_dir else 0
-    except (OSError, ValueError) as exc:
+        info = path.stat()
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise SlipstreamValidationError(
+            f"Video {shown!r} does not exist. Check the path (and its connection)."
+        ) from exc
+    except IsADirectoryError as exc:
+        raise _directory(shown) from exc
+    except OSError as exc:
+        raise _storage_error(shown, exc, "to check it") from exc
+    except ValueError as exc:
         raise SlipstreamValidationError(f"Cannot read video {shown!r}: {exc}") from exc
-    if not exists:
-        raise SlipstreamValidationError(f"Video {shown!r} does not exist. Check the path (and its connection).")
-    if is_dir:
-        raise SlipstreamValidationError(f"Video {shown!r} is a directory; pass the path of one video file.")
+    if stat.S_ISDIR(info.st_mode):
+        raise _directory(shown)
     name = validate_filename(path.name)
-    validate_size(shown, size, limit=max_bytes)
-    return VideoFile(path=path, name=name, size=size)
+    validate_size(shown, int(info.st_size), limit=max_bytes)
+    return VideoFile(path=path, name=name, size=int(info.st_size))
+
+
+def _directory(shown: str) -> SlipstreamValidationError:
+    return SlipstreamValidationError(f"Video {shown!r} is a directory; pass the path of one video file.")
+
+
+def _storage_error(shown: str, exc: OSError, when: str) -> SlipstreamStorageError:
+    return SlipstreamStorageError(
+        f"Could not read video {shown!r} {when}: {type(exc).__name__}: {exc}. Storage errors are usually "
+        "temporary (throttling, an outage), so the task's retries will read it again; if this persists, "
+        "check the storage connection's permissions."
+    )
 
 
 def content_type_for(name: str) -> str:

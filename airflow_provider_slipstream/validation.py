@@ -66,20 +66,31 @@ def parse_labels(value: Any, what: str) -> tuple[str, ...] | None:
     A list-of-names argument as a tuple, whether given as a list or as the string a template renders.
 
     Templates render to strings: ``"Epidemic Sound, Artlist"`` (comma-separated), ``'["Epidemic Sound"]'``
-    (JSON) or ``"['Epidemic Sound']"`` (a Python list's repr) all mean the names they list. None or an
-    empty string means "not given"; an empty list means "none".
+    (JSON) or ``"['Epidemic Sound']"`` (a Python list's or tuple's repr) all mean the names they list.
+    None, an empty string, or what a template renders for None (``"None"``, ``"null"``) mean "not given";
+    an empty list means "none".
     """
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if value is None or (isinstance(value, str) and value.strip() in _NOT_GIVEN):
         return None
     items: Any = value
     if isinstance(value, str):
         text = value.strip()
-        items = _list_literal(text) if text.startswith("[") else text.split(",")
-    if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
+        items = _list_literal(text) if text.startswith(("[", "(")) else text.split(",")
+    # A name that starts or ends with a quote or bracket is a literal that did not parse: refuse, never guess.
+    if (
+        not isinstance(items, (list, tuple))
+        or not all(isinstance(item, str) for item in items)
+        or any(edge in _LITERAL_EDGES for item in items for edge in item.strip()[:1] + item.strip()[-1:])
+    ):
         raise SlipstreamValidationError(
             f"{what} must be a list of names, or a string such as 'Epidemic Sound, Artlist'; got {value!r}."
         )
     return tuple(item.strip() for item in items if item.strip())
+
+
+_LITERAL_EDGES = frozenset("[]()'\"")
+#: What a template renders for a missing value (Jinja's None, or JSON's null).
+_NOT_GIVEN = frozenset({"", "None", "null"})
 
 
 def _list_literal(text: str) -> Any:

@@ -130,6 +130,24 @@ def test_deferred_waits_ride_out_transient_failures_until_their_bound(airflow, s
     assert sim.state.jobs_created == jobs_before + 1
 
 
+@pytest.mark.parametrize("where", ["in_worker", "deferrable"])
+def test_a_retry_after_beyond_the_bound_is_waited_out_to_the_bound(airflow, sim, where):
+    # The first poll is told "come back in 30 s"; the bound is 3 s, and the job is done after 1.2 s.
+    throttled = sim.state.add_fault(
+        Fault("status", method="GET", path=JOB_GLOB, status=429, headers={"Retry-After": "30"}, remaining=1)
+    )
+
+    run = airflow.dags_test(f"slipstream_long_retry_after_{where}", {"video_path": str(sample_videos()["external"])})
+
+    assert throttled.remaining == 0
+    assert airflow.task_states(run) == {("recognize", -1): "success"}, run.output[-3000:]
+    result = airflow.xcom(run, "recognize")
+    assert result == expected_result(result["job_id"], "external")
+    # Two polls: the throttled one and one at the bound; not one every 0.5 s, not one after 30 s.
+    assert sum(r.path.endswith(f"/{result['job_id']}/") for r in sim.state.requests if r.method == "GET") == 2
+    assert polling_span(sim, result["job_id"]) < 3 + 1
+
+
 def test_soft_fail_and_never_fail_apply_in_every_sensor_mode(airflow, hook, tmp_path):
     stalled = hook.submit_file(stalled_video(tmp_path)).job_id
     unknown = "00000000-0000-4000-8000-000000000000"

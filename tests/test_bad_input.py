@@ -12,7 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException
 
 from airflow_provider_slipstream.exceptions import SlipstreamValidationError
 from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook
@@ -50,7 +50,7 @@ def too_big_for_direct(tmp_path: Path) -> Path:
 
 
 def context() -> dict[str, Any]:
-    ti = SimpleNamespace(stats_tags={}, xcom_push=lambda **_: None)
+    ti = SimpleNamespace(dag_id="dag", run_id="run", task_id="task", map_index=-1, xcom_push=lambda **_: None)
     return {"ti": ti}
 
 

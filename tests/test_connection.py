@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import pytest
-from airflow.sdk import Connection
-from airflow.sdk.log import redact
+from airflow.providers.common.compat.sdk import Connection, redact
 
 from airflow_provider_slipstream.connection import ClientConfig
 from airflow_provider_slipstream.exceptions import SlipstreamJobNotFoundError, SlipstreamValidationError
@@ -177,6 +176,80 @@ def test_host_normalisation(
     assert hook.config.base_url == base_url
 
 
+@pytest.mark.parametrize(
+    ("conn", "base_url"),
+    [
+        (f"slipstream://:{KEY}@gateway.example.com/slipstream", "https://gateway.example.com/slipstream"),
+        (f"slipstream://:{KEY}@gateway.example.com/slip/stream/?timeout=3", "https://gateway.example.com/slip/stream"),
+        (f"slipstream://https://:{KEY}@gateway.example.com/slipstream", "https://gateway.example.com/slipstream"),
+        (f"slipstream://:{KEY}@gateway.example.com/a%20b", "https://gateway.example.com/a%20b"),
+        (f"slipstream://:{KEY}@gateway.example.com/", "https://gateway.example.com"),
+        (
+            {"host": "https://gateway.example.com/slipstream/", "password": KEY},
+            "https://gateway.example.com/slipstream",
+        ),
+        (
+            {"host": "gateway.example.com", "schema": "slipstream", "password": KEY},
+            "https://gateway.example.com/slipstream",
+        ),
+        (
+            {"host": "https://gateway.example.com:8443", "schema": "/slipstream/", "password": KEY},
+            "https://gateway.example.com:8443/slipstream",
+        ),
+    ],
+    ids=[
+        "uri",
+        "uri-nested-with-extra",
+        "uri-with-scheme",
+        "uri-percent-encoded",
+        "uri-bare-slash",
+        "host-field",
+        "json-schema",
+        "json-schema-with-slashes",
+    ],
+)
+def test_every_form_keeps_the_base_urls_path(
+    sim: SimulatorServer, monkeypatch: pytest.MonkeyPatch, conn: str | dict[str, Any], base_url: str
+) -> None:
+    # Airflow puts a URI's path into `schema`: it is the base URL's path, not something to drop.
+    hook = use_conn(monkeypatch, conn)
+
+    assert hook.config.base_url == base_url
+
+
+def test_a_uri_path_is_used_by_real_requests(sim: SimulatorServer, port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = use_conn(monkeypatch, f"slipstream://http://:{KEY}@127.0.0.1:{port}/slipstream?max_retries=0")
+
+    with pytest.raises(SlipstreamJobNotFoundError):
+        hook.get_job(UNKNOWN_JOB)  # the simulator serves no /slipstream prefix: its routing 404
+
+    (request,) = sim.state.requests
+    assert request.path == f"/slipstream/api/v4/video-recognition/{UNKNOWN_JOB}/"
+
+
+@pytest.mark.parametrize(
+    "conn",
+    [
+        {"host": "https://gateway.example.com/slipstream", "schema": "v2", "password": KEY},
+        {"host": "https://gateway.example.com/slipstream", "schema": "slipstream", "password": KEY},
+        f"slipstream://https://:{KEY}@gateway.example.com%2Fslipstream/v2",
+    ],
+    ids=["json-different", "json-same", "uri"],
+)
+def test_a_path_in_both_host_and_schema_is_refused(
+    sim: SimulatorServer, monkeypatch: pytest.MonkeyPatch, conn: str | dict[str, Any]
+) -> None:
+    hook = use_conn(monkeypatch, conn)
+
+    assert_refused_before_any_request(hook, sim, "'slipstream_default'", "path", "schema", "Base URL")
+
+
+def test_a_path_without_a_host_is_refused(sim: SimulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = use_conn(monkeypatch, f"slipstream://:{KEY}@/slipstream")
+
+    assert_refused_before_any_request(hook, sim, "'slipstream_default'", "'slipstream'", "no host", "Base URL")
+
+
 @pytest.mark.parametrize("host", ["http://127.0.0.1:{port}", "http://localhost:{port}"])
 def test_plain_http_to_loopback_is_allowed(
     sim: SimulatorServer, port: int, monkeypatch: pytest.MonkeyPatch, host: str
@@ -299,6 +372,10 @@ def test_missing_key_is_refused(
         ("max_retries", True),
         ("retry_backoff", -0.5),
         ("retry_backoff_max", "nan"),
+        ("retry_backoff_max", "inf"),
+        ("timeout", "1e999"),
+        ("max_retries", 2.7),
+        ("max_retries", "2.7"),
         ("allow_insecure_http", "yes"),
         ("allow_insecure_http", 1),
         ("competitor_labels", 5),
@@ -312,7 +389,27 @@ def test_bad_extra_is_refused(sim: SimulatorServer, monkeypatch: pytest.MonkeyPa
     assert_refused_before_any_request(hook, sim, "'slipstream_default'", f"'{name}'", repr(value))
 
 
+@pytest.mark.parametrize("value", [2.7, "2.7", 0.5])
+def test_a_fractional_max_retries_is_refused_not_truncated(
+    sim: SimulatorServer, monkeypatch: pytest.MonkeyPatch, value: Any
+) -> None:
+    hook = use_conn(monkeypatch, {"host": sim.url, "password": KEY, "extra": {"max_retries": value}})
+
+    # Named as the connection form labels it, so the user finds the field.
+    assert_refused_before_any_request(hook, sim, "'max_retries'", "Retries per request", "whole number", repr(value))
+
+
 # -- extras that work --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [3, "3", " 3 ", 3.0, "3.0"])
+def test_max_retries_accepts_a_whole_number_in_any_spelling(
+    sim: SimulatorServer, monkeypatch: pytest.MonkeyPatch, value: Any
+) -> None:
+    hook = use_conn(monkeypatch, {"host": sim.url, "password": KEY, "extra": {"max_retries": value}})
+
+    assert hook.config.retry.max_retries == 3
+    assert isinstance(hook.config.retry.max_retries, int)
 
 
 def test_json_extras_are_applied(sim: SimulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -243,9 +243,11 @@ def test_test_connection_ok(hook: SlipstreamHook, sim_conn: SimulatorServer) -> 
     assert ok is True
     assert sim_conn.url in message
     assert KEY not in message
-    (request,) = sim_conn.state.requests
-    assert (request.method, request.status) == ("GET", 404)
-    assert request.headers["authorization"] == "Bearer [redacted]"
+    # Without a key 401, with it 404 for a job that cannot exist: what only the API answers.
+    anonymous, keyed = sim_conn.state.requests
+    assert (anonymous.method, anonymous.status, "authorization" in anonymous.headers) == ("GET", 401, False)
+    assert (keyed.method, keyed.status) == ("GET", 404)
+    assert keyed.headers["authorization"] == "Bearer [redacted]"
 
 
 def test_test_connection_false_with_a_wrong_key(sim_conn: SimulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -260,7 +262,7 @@ def test_test_connection_false_with_a_wrong_key(sim_conn: SimulatorServer, monke
     assert "Invalid partner API key." in message
     assert wrong not in message
     assert KEY not in message
-    assert sim_conn.state.count() == 1  # an auth failure is not retried
+    assert sim_conn.state.count() == 2  # the read without a key, then the one with it: no retry
 
 
 @pytest.mark.parametrize("kind", ["internal", "competitor", "external", "no_match"])

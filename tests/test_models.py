@@ -536,3 +536,13 @@ def test_check_response_non_transient_5xx_is_an_api_error_not_retried(status):
         check_response(status, b"", "x")
     assert type(err.value) is SlipstreamApiError
     assert err.value.http_status == status
+
+
+@pytest.mark.parametrize("status", [200, 400, 401, 404, 418, 500])
+def test_an_echoed_partner_key_never_reaches_a_message(status):
+    # A proxy that echoes the request (Authorization header included) into its answer.
+    body = b"<html>Bad gateway. Request headers: Authorization: Bearer s3cr3t-partner-key</html>"
+    with pytest.raises(SlipstreamError) as err:
+        check_response(status, body, "the status of job x", job_id="x", secret="s3cr3t-partner-key")
+    assert "s3cr3t-partner-key" not in str(err.value)
+    assert "***" in str(err.value)

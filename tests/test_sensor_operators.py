@@ -18,7 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSensorTimeout, TaskDeferred
+from airflow.providers.common.compat.sdk import (
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    TaskDeferred,
+)
 from airflow.sdk import DAG, PokeReturnValue
 
 from airflow_provider_slipstream._resumable import LEDGER_KEY
@@ -28,7 +33,6 @@ from airflow_provider_slipstream.exceptions import (
     SlipstreamJobNotCompletedError,
     SlipstreamJobNotFoundError,
     SlipstreamJobTimeoutError,
-    SlipstreamTransientError,
 )
 from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook
 from airflow_provider_slipstream.operators.slipstream import (
@@ -216,18 +220,43 @@ def test_sensor_returns_the_contract_result_when_completed(
     assert pokes >= 2, "the first poke, right after submission, must have found the job unfinished"
 
 
-def test_sensor_keeps_waiting_through_an_outage_beyond_the_retry_budget(
-    hook: SlipstreamHook, sim_conn: SimulatorServer, max_retries: int, monkeypatch: pytest.MonkeyPatch
+def test_sensor_pokes_are_its_retries_one_request_each_through_an_outage(
+    hook: SlipstreamHook, sim_conn: SimulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     log = LogRecorder()
     monkeypatch.setattr(SlipstreamJobSensor, "log", log)
     job_id = hook.submit_video(sample_videos()["internal"]).job_id
-    sim_conn.state.add_fault(Fault("status", path=JOB_GLOB, method="GET", status=503))
+    sim_conn.state.add_fault(Fault("status", path=JOB_GLOB, method="GET", status=503, headers={"Retry-After": "1"}))
 
-    assert SlipstreamJobSensor(task_id="wait", job_id=job_id).poke(make_context()) is False
+    for _ in range(3):
+        assert SlipstreamJobSensor(task_id="wait", job_id=job_id).poke(make_context()) is False
 
-    assert job_gets(sim_conn) == max_retries + 1
-    assert any(level == "warning" and "poke again" in msg for level, msg in log.records), log.records
+    # No retry sleeps inside a poke: the poke loop is the retry loop, so the sensor's timeout holds.
+    assert job_gets(sim_conn) == 3
+    assert sum(level == "warning" and "poke again" in msg for level, msg in log.records) == 3, log.records
+
+
+def test_sensor_timeout_comes_from_default_args_too() -> None:
+    with DAG("d", schedule=None, default_args={"timeout": 300}):
+        sensor = SlipstreamJobSensor(task_id="wait", job_id="x")
+    assert sensor.timeout == 300
+
+
+@pytest.mark.parametrize("policy", ["soft_fail", "never_fail"])
+@pytest.mark.parametrize("error", ["Trigger timeout", "Trigger failure"])
+def test_a_lost_trigger_is_skipped_under_soft_fail_and_never_fail(policy: str, error: str) -> None:
+    try:
+        from airflow.triggers.base import TriggerFailureReason
+    except ImportError:  # Airflow < 3.1
+        from airflow.models.trigger import TriggerFailureReason  # type: ignore[no-redef]
+    reason = {
+        "Trigger timeout": TriggerFailureReason.TRIGGER_TIMEOUT,
+        "Trigger failure": TriggerFailureReason.TRIGGER_FAILURE,
+    }[error]
+    sensor = SlipstreamJobSensor(task_id="wait", job_id="x", deferrable=True, **{policy: True})
+
+    with pytest.raises(AirflowSkipException):
+        sensor.resume_execution("__fail__", {"error": reason}, make_context())
 
 
 def test_reschedule_poke_gives_its_slot_back_instead_of_sleeping_out_a_long_retry_after(
@@ -245,7 +274,7 @@ def test_reschedule_poke_gives_its_slot_back_instead_of_sleeping_out_a_long_retr
 
     assert time.monotonic() - started < 10, "the poke slept out the 30 s Retry-After"
     assert job_gets(sim_conn) == 1
-    assert any(level == "warning" and "timeout" in msg for level, msg in log.records), log.records
+    assert any(level == "warning" and "poke again" in msg for level, msg in log.records), log.records
     # The next poke (a later reschedule) polls again and finds the job.
     time.sleep(0.8)
     result = SlipstreamJobSensor(task_id="wait", job_id=job_id).poke(make_context())
@@ -457,35 +486,50 @@ def test_recognize_operator_returns_the_contract_result(sim_conn: SimulatorServe
     assert result == expected_result(job_id, "competitor")
 
 
-def test_recognize_operator_retry_resumes_the_submitted_job(
-    sim_conn: SimulatorServer, max_retries: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_recognize_operator_retry_resumes_the_submitted_job(sim_conn: SimulatorServer) -> None:
     store = FakeStateStore()
-    # An outage while polling outlasts the retry budget: the first try fails after submitting.
-    fault = sim_conn.state.add_fault(
-        Fault("status", path=JOB_GLOB, method="GET", status=503, remaining=max_retries + 1)
-    )
+    # The job takes longer than the task's timeout: the first try fails after submitting.
+    sim_conn.state.configure(processing_seconds=1.5)
 
     def operator() -> SlipstreamRecognizeVideoOperator:
         return SlipstreamRecognizeVideoOperator(
-            task_id="recognize", video_path=sample_videos()["external"], deferrable=False, poll_interval=0.2
+            task_id="recognize", video_path=sample_videos()["external"], poll_interval=0.2, timeout=0.5
         )
 
     first_ti = FakeTI()
-    with pytest.raises(SlipstreamTransientError):
+    with pytest.raises(SlipstreamJobTimeoutError):
         operator().execute(make_context(first_ti, store))
-    assert fault.remaining == 0
     assert sim_conn.state.jobs_created == 1
     job_id = store.data[JOB_KEY]["job_id"]
     assert first_ti.pushed == [("job_id", job_id)], "the job id must be in XCom as soon as it is known"
 
-    # The retry: a new operator object, the same task state store.
+    # The retry: a new operator object, the same task state store, a job that has completed meanwhile.
+    time.sleep(1.5)
     second_ti = FakeTI()
     result = operator().execute(make_context(second_ti, store))
 
     assert result == expected_result(job_id, "external")
     assert sim_conn.state.jobs_created == 1, "the retry submitted the video again"
     assert ("job_id", job_id) in second_ti.pushed
+
+
+def test_recognize_in_the_worker_rides_out_an_outage_like_the_trigger(
+    sim_conn: SimulatorServer, max_retries: int
+) -> None:
+    # Three polls' retry budgets fail: the worker waits on (as the triggerer does) instead of failing the try.
+    fault = sim_conn.state.add_fault(
+        Fault("status", path=JOB_GLOB, method="GET", status=503, remaining=3 * (max_retries + 1))
+    )
+    ti = FakeTI()
+    operator = SlipstreamRecognizeVideoOperator(
+        task_id="recognize", video_path=sample_videos()["external"], poll_interval=0.2, timeout=30
+    )
+
+    result = operator.execute(make_context(ti, FakeStateStore()))
+
+    assert fault.remaining == 0
+    assert result == expected_result(ti.pushed[0][1], "external")
+    assert sim_conn.state.jobs_created == 1
 
 
 @pytest.mark.parametrize("timeout", [None, 120])

@@ -342,8 +342,15 @@ def test_200_triggers_share_one_event_loop_without_blocking_it(
         job_ids = list(pool.map(submit, kinds))
     assert sim_conn.state.jobs_created == count
 
-    def blocking_read(*_args: Any, **_kwargs: Any) -> Any:
-        raise BlockingConnectionRead("the trigger read the connection with a blocking call")
+    original_read = SlipstreamHook.get_connection
+    loop_thread = threading.get_ident()  # asyncio.run below runs the loop in this thread
+
+    def blocking_read(*args: Any, **kwargs: Any) -> Any:
+        # Airflow < 3.1 has no async connection read: common-compat runs the sync one in a worker
+        # thread, which is fine. On the loop's own thread it would block every trigger.
+        if threading.get_ident() == loop_thread:
+            raise BlockingConnectionRead("the trigger read the connection with a blocking call")
+        return original_read(*args, **kwargs)
 
     # The sync hooks are done; from here on a sync connection read can only come from the triggers.
     monkeypatch.setattr(SlipstreamHook, "get_connection", classmethod(blocking_read))

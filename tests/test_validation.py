@@ -155,11 +155,15 @@ class TestValidateSize:
     [
         ("Epidemic Sound, Artlist", ("Epidemic Sound", "Artlist")),
         ("Epidemic Sound", ("Epidemic Sound",)),
+        ("Artist's Choice, Artlist", ("Artist's Choice", "Artlist")),  # an apostrophe inside a name
         ('["Epidemic Sound", "Artlist"]', ("Epidemic Sound", "Artlist")),
         ("['Epidemic Sound', 'Artlist']", ("Epidemic Sound", "Artlist")),  # how a list param renders
         (["Epidemic Sound", " Artlist "], ("Epidemic Sound", "Artlist")),  # native rendering, an XComArg
+        ("('Artlist', 'Epidemic Sound')", ("Artlist", "Epidemic Sound")),  # a tuple's repr
         ("[]", ()),
         ("", None),
+        ("None", None),  # how a template renders a None param
+        ("null", None),
         (None, None),
     ],
 )
@@ -167,7 +171,9 @@ def test_templated_label_lists_mean_the_labels_they_name(rendered, labels):
     assert parse_labels(rendered, "competitor_labels") == labels
 
 
-@pytest.mark.parametrize("rendered", ["[1, 2]", "['unclosed", {"Epidemic Sound": 1}, 42])
+@pytest.mark.parametrize(
+    "rendered", ["[1, 2]", "['unclosed", "('Artlist', 'Epidemic", "'Artlist', 'Musicbed'", {"Epidemic Sound": 1}, 42]
+)
 def test_label_lists_that_name_no_labels_are_refused(rendered):
     with pytest.raises(SlipstreamValidationError, match="competitor_labels must be a list of names"):
         parse_labels(rendered, "competitor_labels")

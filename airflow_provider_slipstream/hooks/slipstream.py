@@ -17,13 +17,12 @@ from airflow_provider_slipstream.connection import ClientConfig
 from airflow_provider_slipstream.exceptions import (
     SlipstreamApiError,
     SlipstreamError,
-    SlipstreamJobNotFoundError,
     SlipstreamJobTimeoutError,
     SlipstreamSubmitUncertainError,
     SlipstreamTransientError,
 )
 from airflow_provider_slipstream.models import RecognitionJob, UploadTarget, check_response, error_message
-from airflow_provider_slipstream.retry import SUBMIT_RETRYABLE_STATUS, RetryPolicy
+from airflow_provider_slipstream.retry import NO_RETRY, SUBMIT_RETRYABLE_STATUS, RetryPolicy
 from airflow_provider_slipstream.uploads import StreamingBody, VideoFile, VideoPath, multipart_body, open_video
 from airflow_provider_slipstream.validation import (
     MAX_DIRECT_UPLOAD_BYTES,
@@ -64,12 +63,15 @@ class _Attempts:
             raise retry.error
         self.number += 1
         delay = self.policy.delay(self.number, retry.retry_after)
-        if self.deadline is not None and time.monotonic() + delay > self.deadline:
-            # Sleeping out a long Retry-After (or backoff) would overrun the caller's wait.
-            raise SlipstreamJobTimeoutError(
-                f"{retry.error} Retrying in {delay:.1f} s would pass the wait's timeout. "
-                "Raise the timeout if Slipstream is often this busy."
-            ) from retry.error
+        left = None if self.deadline is None else self.deadline - time.monotonic()
+        if left is not None and delay > left:
+            if left <= 0:
+                raise SlipstreamJobTimeoutError(
+                    f"{retry.error} Waiting {delay:.1f} s more would pass the wait's timeout. "
+                    "Raise the timeout if Slipstream is often this busy."
+                ) from retry.error
+            # A long Retry-After (or backoff) would overrun the caller's wait: try once more at its end.
+            delay = left
         self.log.warning("%s Retry %d of %d in %.1f s.", retry.error, self.number, self.policy.max_retries, delay)
         return delay
 
@@ -148,27 +150,40 @@ class SlipstreamHook(BaseHook):
         return self.session
 
     def test_connection(self) -> tuple[bool, str]:
-        """Check the URL and key with one harmless authenticated read (of a job that cannot exist)."""
+        """
+        Check the Base URL and the Partner API key with two harmless reads, once each (no retries).
+
+        Slipstream answers 401 to a read without a key and 404 to a keyed read of an unknown job:
+        only both together tell the API from any web server, many of which answer 404 to anything.
+        """
         try:
-            self.get_job("00000000-0000-0000-0000-000000000000")
-        except SlipstreamJobNotFoundError:
-            return True, f"Connected to {self.config.base_url}; the partner API key was accepted."
+            config = self.config
         except SlipstreamError as exc:
             return False, str(exc)
-        return True, f"Connected to {self.config.base_url}."
+        ok, message = _check_connection(self.session, config)
+        # The answer quotes the server, which could echo the request.
+        return ok, message.replace(config.api_key, "***")
 
     # -- the API ---------------------------------------------------------------------------
 
-    def get_job(self, job_id: str, *, deadline: float | None = None) -> RecognitionJob:
+    def get_job(self, job_id: str, *, deadline: float | None = None, retry: bool = True) -> RecognitionJob:
         """
         Read a job's status and, once completed, its track.
 
-        :param deadline: a ``time.monotonic()`` value; retries that would sleep past it end with
-            :class:`SlipstreamJobTimeoutError` instead.
+        :param deadline: a ``time.monotonic()`` value: retries sleep at most until it, make a last
+            attempt there, and then end with :class:`SlipstreamJobTimeoutError`.
+        :param retry: False makes one attempt only, for callers that are a retry loop themselves (sensors).
         """
         job_id = validate_job_id(job_id)
         what = f"the status of job {job_id}"
-        data = self._request("GET", f"{API_PREFIX}{job_id}/", what=what, job_id=job_id, deadline=deadline)
+        data = self._request(
+            "GET",
+            f"{API_PREFIX}{job_id}/",
+            what=what,
+            job_id=job_id,
+            deadline=deadline,
+            policy=None if retry else NO_RETRY,
+        )
         return RecognitionJob.from_api(data)
 
     def submit_file(self, path: VideoPath) -> RecognitionJob:
@@ -207,22 +222,32 @@ class SlipstreamHook(BaseHook):
         return self.submit_storage_key(target.storage_key)
 
     def wait_for_job(self, job_id: str, *, poll_interval: float = 3.0, timeout: float | None = None) -> RecognitionJob:
-        """Poll until the job is completed; raise :class:`SlipstreamJobTimeoutError` after ``timeout`` seconds."""
+        """
+        Poll until the job is completed; raise :class:`SlipstreamJobTimeoutError` after ``timeout`` seconds.
+
+        A poll that still fails after its retries (an outage) is logged and the wait goes on, as on the
+        triggerer: only a permanent error (401/403, 404) or the timeout ends it early.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
-        last_status = None
+        last_status: str | None = None
         while True:
-            job = self.get_job(job_id, deadline=deadline)
-            if job.status != last_status:
-                log_status(self.log, job)
-                last_status = job.status
-            if job.is_completed:
-                return job
-            if deadline is not None and time.monotonic() + poll_interval > deadline:
+            try:
+                job = self.get_job(job_id, deadline=deadline)
+            except SlipstreamTransientError as exc:
+                self.log.warning("Still waiting for Slipstream job %s despite: %s", job_id, exc)
+            else:
+                if job.status != last_status:
+                    log_status(self.log, job)
+                    last_status = job.status
+                if job.is_completed:
+                    return job
+            pause = poll_interval if deadline is None else min(poll_interval, deadline - time.monotonic())
+            if pause <= 0:
                 raise SlipstreamJobTimeoutError(
-                    f"Slipstream job {job_id} was still {job.status!r} after {timeout:g} s. Raise the timeout, "
-                    "or check the job later with SlipstreamGetTrackOperator."
+                    f"Slipstream job {job_id} was still {last_status or 'unknown'!r} after {timeout:g} s. Raise the "
+                    "timeout, or check the job later with SlipstreamGetTrackOperator."
                 )
-            time.sleep(poll_interval)
+            time.sleep(pause)
 
     async def aget_job(
         self, job_id: str, client: httpx.AsyncClient, *, deadline: float | None = None
@@ -241,9 +266,18 @@ class SlipstreamHook(BaseHook):
             await asyncio.sleep(attempts.next_delay(retry))
 
     async def aget_config(self) -> ClientConfig:
+        """:attr:`config` for the event loop: no blocking call, on any Airflow 3.x."""
         if self._async_config is None:
-            conn = await self.aget_connection(self.slipstream_conn_id)
-            self._async_config = ClientConfig.from_connection(conn)
+            # Imported here so that tests can watch them. `conn.extra_dejson` and `mask_secret()`
+            # call the supervisor synchronously, which blocks a triggerer's loop (and fails on
+            # Airflow 3.0, whose BaseHook has no aget_connection either); these helpers do not.
+            from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+
+            conn = await get_async_connection(self.slipstream_conn_id, hook=self)
+            extra = await get_async_extra_dejson(conn)
+            config = ClientConfig.from_connection(conn, extra=extra, mask_key=False)
+            await _amask_secret(config.api_key)
+            self._async_config = config
         return self._async_config
 
     @contextlib.asynccontextmanager
@@ -292,9 +326,10 @@ class SlipstreamHook(BaseHook):
         submit: bool = False,
         api: bool = True,
         deadline: float | None = None,
+        policy: RetryPolicy | None = None,
     ) -> Any:
         config = self.config
-        attempts = _Attempts(config.retry, self.log, deadline)
+        attempts = _Attempts(policy or config.retry, self.log, deadline)
         while True:
             try:
                 return self._send(method, path_or_url, config, what, json, body, job_id, submit, api)
@@ -343,7 +378,7 @@ class SlipstreamHook(BaseHook):
         if not api:
             return _check_upload(response, what)
         try:
-            return check_response(response.status_code, response.content, what, job_id=job_id)
+            return check_response(response.status_code, response.content, what, job_id=job_id, secret=config.api_key)
         except SlipstreamTransientError as exc:
             if submit and response.status_code not in SUBMIT_RETRYABLE_STATUS:
                 raise _uncertain_submit(what, str(exc)) from exc
@@ -361,7 +396,7 @@ class SlipstreamHook(BaseHook):
         except httpx.HTTPError as exc:
             raise _network_retry(what, exc) from exc
         try:
-            return check_response(response.status_code, response.content, what, job_id=job_id)
+            return check_response(response.status_code, response.content, what, job_id=job_id, secret=config.api_key)
         except SlipstreamTransientError as exc:
             raise _Retry(exc, response.headers.get("Retry-After")) from exc
 
@@ -430,3 +465,82 @@ def _user_agent() -> str:
     from airflow_provider_slipstream import __version__
 
     return f"airflow-provider-slipstream/{__version__}"
+
+
+#: A job id that cannot exist: the API answers 404 to a keyed read of it.
+_PROBE_PATH = f"{API_PREFIX}00000000-0000-0000-0000-000000000000/"
+
+
+def _check_connection(session: requests.Session, config: ClientConfig) -> tuple[bool, str]:
+    """The answer of :meth:`SlipstreamHook.test_connection`, in the connection form's terms."""
+    where = f"Base URL {config.base_url}"
+
+    def probe(auth: Callable[[requests.PreparedRequest], requests.PreparedRequest]) -> requests.Response:
+        return session.get(
+            config.base_url + _PROBE_PATH,
+            auth=auth,
+            timeout=(config.connect_timeout, config.read_timeout),
+            allow_redirects=False,
+        )
+
+    try:
+        # No key first: it must not reach a server that turns out not to be Slipstream. The
+        # empty auth also keeps requests from sending .netrc credentials.
+        anonymous = probe(_strip_authorization)
+        if _unavailable(anonymous.status_code):
+            return False, _unavailable_message(where, anonymous)
+        if anonymous.status_code not in (401, 403):
+            return False, (
+                f"The {where} is not the Slipstream API: a request without a key got {_answer(anonymous)}, "
+                "where the API answers 401. Check the Base URL (leave it empty for https://api.slipstreammusic.com)."
+            )
+        keyed = probe(_BearerAuth(config.api_key))
+    except requests.RequestException as exc:
+        return False, (
+            f"Could not reach the {where} ({type(exc).__name__}; connect timeout {config.connect_timeout:g} s). "
+            "Check the Base URL, and that this machine can reach it."
+        )
+    if keyed.status_code == 404:
+        return True, f"Connected to the Slipstream API at the {where}; the Partner API key was accepted."
+    if keyed.status_code in (401, 403):
+        return False, (
+            f"The Slipstream API at the {where} refused the Partner API key with {_answer(keyed)}. Check the "
+            "key: it may be mistyped, revoked or for another environment."
+        )
+    if _unavailable(keyed.status_code):
+        return False, _unavailable_message(where, keyed)
+    return False, (
+        f"The {where} answered {_answer(keyed)} to a read with the Partner API key, where the Slipstream API "
+        "answers 404. Check the Base URL."
+    )
+
+
+def _unavailable(status: int) -> bool:
+    return status == 429 or status >= 500
+
+
+def _unavailable_message(where: str, response: requests.Response) -> str:
+    return (
+        f"The {where} answered {_answer(response)}: Slipstream (or a proxy in front of it) is unavailable "
+        "right now. Try again later; if this persists, check the Base URL."
+    )
+
+
+def _answer(response: requests.Response) -> str:
+    if 300 <= response.status_code < 400:
+        return f"{response.status_code} (a redirect to {response.headers.get('Location', 'nowhere')})"
+    return f"{response.status_code} ({error_message(response.content)})"
+
+
+async def _amask_secret(secret: str) -> None:
+    """Register a secret with the masker (and the supervisor) without blocking the event loop."""
+    try:
+        from airflow.sdk.log import amask_secret  # Airflow 3.3.2+
+    except ImportError:
+        from airflow.providers.common.compat.sdk import mask_secret
+        from asgiref.sync import sync_to_async
+
+        # As common-compat does: in a worker thread the blocking supervisor call is safe.
+        await sync_to_async(mask_secret)(secret)
+    else:
+        await amask_secret(secret)

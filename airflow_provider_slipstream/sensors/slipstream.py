@@ -8,6 +8,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import (
+    AirflowException,
     AirflowSensorTimeout,
     AirflowSkipException,
     BaseSensorOperator,
@@ -61,7 +62,7 @@ class SlipstreamJobSensor(BaseSensorOperator):
         list (which includes Epidemic Sound).
     :param deferrable: Wait on the triggerer instead; defaults to ``[operators] default_deferrable``.
     :param poke_interval: Seconds between pokes; default 10 in reschedule mode (see
-        ``RESCHEDULE_POKE_INTERVAL``), else 3. One poke never sleeps out retries for longer than this.
+        ``RESCHEDULE_POKE_INTERVAL``), else 3. Each poke is one request: the pokes are the retries.
     :param timeout: Longest wait, in seconds; default one hour (``DEFAULT_WAIT_TIMEOUT``), not Airflow's
         seven days: results expire after about a day, and a job takes about a minute.
     """
@@ -77,6 +78,7 @@ class SlipstreamJobSensor(BaseSensorOperator):
         competitor_labels: list[str] | str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poke_interval: float | None = None,
+        timeout: float | timedelta | None = None,
         mode: str = "reschedule",
         **kwargs: Any,
     ) -> None:
@@ -84,8 +86,9 @@ class SlipstreamJobSensor(BaseSensorOperator):
             poke_interval = (
                 RESCHEDULE_POKE_INTERVAL if mode == "reschedule" and not deferrable else DEFAULT_POLL_INTERVAL
             )
-        kwargs.setdefault("timeout", DEFAULT_WAIT_TIMEOUT.total_seconds())
-        super().__init__(poke_interval=poke_interval, mode=mode, **kwargs)
+        # A parameter of its own, so that a DAG's default_args can still set it.
+        timeout = DEFAULT_WAIT_TIMEOUT if timeout is None else timeout
+        super().__init__(poke_interval=poke_interval, timeout=timeout, mode=mode, **kwargs)
         self.job_id = job_id
         self.slipstream_conn_id = slipstream_conn_id
         self.competitor_labels = competitor_labels
@@ -98,12 +101,11 @@ class SlipstreamJobSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         labels = parse_labels(self.competitor_labels, f"{self.task_id}: competitor_labels")
-        # A poke sleeps out retries (Retry-After, backoff) for at most one poke interval: after that
-        # the sensor's own loop waits, so its timeout is overrun by at most one interval and one request.
-        deadline = time.monotonic() + self.poke_interval
+        # One request per poke, no retry sleeps: the sensor's poke loop is the retry loop, so its
+        # timeout is overrun by at most one poke interval and one request.
         try:
-            job = self.hook.get_job(self.job_id, deadline=deadline)
-        except (SlipstreamTransientError, SlipstreamJobTimeoutError) as exc:
+            job = self.hook.get_job(self.job_id, retry=False)
+        except SlipstreamTransientError as exc:
             self.log.warning("Slipstream is not answering right now; will poke again: %s", exc)
             return self._not_yet(labels)
         self._log_status_change(job, context)
@@ -133,15 +135,23 @@ class SlipstreamJobSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         try:
-            try:
-                return result_from_event(event)
-            except SlipstreamJobTimeoutError as exc:
-                # Airflow applies soft_fail / never_fail to sensor timeouts.
-                raise AirflowSensorTimeout(str(exc)) from exc
-        except Exception as exc:
-            # Airflow 3.0 applies soft_fail, but not never_fail, to the outcome of a deferral.
-            if self.never_fail:
-                raise AirflowSkipException(f"Skipping due to never_fail: {exc}") from exc
+            return result_from_event(event)
+        except SlipstreamJobTimeoutError as exc:
+            # Airflow applies soft_fail / never_fail to sensor timeouts.
+            raise AirflowSensorTimeout(str(exc)) from exc
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        # Airflow 3.0 applies soft_fail, but not never_fail, to a deferral's outcome, and neither to a
+        # lost trigger (its defer timeout); 3.1 and later apply both to both, as this does.
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)
+        except AirflowSkipException:
+            raise
+        except AirflowException as exc:
+            if self.soft_fail or self.never_fail:
+                raise AirflowSkipException(
+                    f"Skipping due to {'soft_fail' if self.soft_fail else 'never_fail'}: {exc}"
+                ) from exc
             raise
 
     def _log_status_change(self, job: RecognitionJob, context: Context) -> None:

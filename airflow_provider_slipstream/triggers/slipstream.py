@@ -106,13 +106,19 @@ class SlipstreamJobTrigger(BaseTrigger):
                     if job.is_completed:
                         config = await hook.aget_config()
                         return job.to_result(config.competitor_labels_for(self.competitor_labels))
-                if self.deadline is not None and time.time() + self.poll_interval > self.deadline:
+                # The last poll is at the deadline itself, then the wait ends.
+                pause = (
+                    self.poll_interval
+                    if self.deadline is None
+                    else min(self.poll_interval, self.deadline - time.time())
+                )
+                if pause <= 0:
                     raise SlipstreamJobTimeoutError(
                         f"Slipstream job {self.job_id} did not complete before the task's timeout "
                         f"(last status: {last_status or 'unknown'}). Raise the timeout, or fetch the result "
                         "later with SlipstreamGetTrackOperator while the job is kept (about a day)."
                     )
-                await asyncio.sleep(self.poll_interval)
+                await asyncio.sleep(pause)
 
 
 def result_from_event(event: dict[str, Any] | None) -> dict[str, Any]:

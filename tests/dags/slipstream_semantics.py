@@ -66,6 +66,13 @@ with DAG("slipstream_transient_outage", schedule=None, start_date=START, params=
         task_id="recognize_deferrable", video_path=VIDEO, deferrable=True, poll_interval=0.5, timeout=60
     ) >> SlipstreamJobSensor(task_id="sensor_deferrable", job_id=JOB, deferrable=True, poke_interval=0.5, timeout=60)
 
+# One poll is answered 429 with a Retry-After beyond the bound: the wait polls once more at its bound.
+for where in ("in_worker", "deferrable"):
+    with DAG(f"slipstream_long_retry_after_{where}", schedule=None, start_date=START, params={"video_path": ""}):
+        SlipstreamRecognizeVideoOperator(
+            task_id="recognize", video_path=VIDEO, deferrable=where == "deferrable", poll_interval=0.5, timeout=3
+        )
+
 # An unknown job (404), and for soft_fail also a job that never completes: skipped in every mode.
 # (never_fail is about errors a poke raises: Airflow fails a poke or reschedule sensor that times out.)
 with DAG(
