@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import pytest
 
 from airflow_provider_slipstream._resumable import variable_key
-from airflow_provider_slipstream.exceptions import SlipstreamTransientError
+from airflow_provider_slipstream.exceptions import SlipstreamJobTimeoutError, SlipstreamTransientError
 from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook
 from airflow_provider_slipstream.operators.slipstream import SlipstreamRecognizeVideoOperator
 from airflow_provider_slipstream.samples import sample_videos
-from airflow_provider_slipstream.simulator import Fault
 from tests.conftest import FAST_RETRY_EXTRA
 from tests.contract import expected_result
 from tests.fakes import LogRecorder
@@ -82,18 +82,17 @@ def test_variable_fallback_resumes_the_submitted_job_and_leaves_nothing(sim_conn
     FakeVariables.store = {}
     monkeypatch.setattr(compat_sdk, "Variable", FakeVariables, raising=False)
     video = str(sample_videos()["competitor"])
-    # The first try submits, then every poll fails through the retry budget.
-    sim_conn.state.add_fault(
-        Fault("status", method="GET", path="/api/v4/video-recognition/*/", status=503, remaining=4)
-    )
-    first = SlipstreamRecognizeVideoOperator(task_id="recognize", video_path=video, poll_interval=0.2)
-    with pytest.raises(SlipstreamTransientError):
+    # The first try submits, then times out: the job takes longer than its timeout.
+    sim_conn.state.configure(processing_seconds=1.5)
+    first = SlipstreamRecognizeVideoOperator(task_id="recognize", video_path=video, poll_interval=0.2, timeout=0.5)
+    with pytest.raises(SlipstreamJobTimeoutError):
         first.execute(fallback_context())
     [(key, stored)] = FakeVariables.store.items()
     assert key == variable_key("dag", "run", "recognize", -1)
     stored = json.loads(stored)
     assert stored["video"] == video
 
+    time.sleep(1.5)  # the job completes meanwhile
     retry = SlipstreamRecognizeVideoOperator(task_id="recognize", video_path=video, poll_interval=0.2)
     result = retry.execute(fallback_context())
 
