@@ -51,7 +51,9 @@ def too_big_for_direct(tmp_path: Path) -> Path:
 
 def context() -> dict[str, Any]:
     ti = SimpleNamespace(dag_id="dag", run_id="run", task_id="task", map_index=-1, xcom_push=lambda **_: None)
-    return {"ti": ti}
+    # An empty task state store: outside a task run there is no Variable API for the fallback to use.
+    store = SimpleNamespace(get=lambda key, default=None: default, set=lambda *a, **k: None, delete=lambda key: None)
+    return {"ti": ti, "task_state_store": store}
 
 
 def assert_refused_offline(sim, call, *phrases: str) -> None:

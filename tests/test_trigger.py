@@ -350,7 +350,7 @@ def test_200_triggers_share_one_event_loop_without_blocking_it(
         # thread, which is fine. On the loop's own thread it would block every trigger.
         if threading.get_ident() == loop_thread:
             raise BlockingConnectionRead("the trigger read the connection with a blocking call")
-        return original_read(*args, **kwargs)
+        return original_read(*args[1:], **kwargs)  # args[0] is the class: original_read is bound
 
     # The sync hooks are done; from here on a sync connection read can only come from the triggers.
     monkeypatch.setattr(SlipstreamHook, "get_connection", classmethod(blocking_read))
