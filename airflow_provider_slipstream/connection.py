@@ -32,6 +32,10 @@ class ClientConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     competitor_labels: tuple[str, ...] | None = None
 
+    def scrub(self, body: bytes) -> bytes:
+        """``body`` with the partner key replaced by ``***``."""
+        return body.replace(self.api_key.encode(), b"***")
+
     def competitor_labels_for(self, override: list[str] | tuple[str, ...] | None) -> tuple[str, ...] | None:
         """Labels to classify with: a task's own list, else the connection's, else None (the built-in list)."""
         return tuple(override) if override is not None else self.competitor_labels
@@ -185,9 +189,9 @@ def _field(key: str) -> str:
 
 @functools.cache
 def _form_labels() -> dict[str, str]:
-    from airflow_provider_slipstream.get_provider_info import get_provider_info
+    from airflow_provider_slipstream.get_provider_info import connection_type_info
 
-    fields = get_provider_info()["connection-types"][0]["conn-fields"]
+    fields = connection_type_info()["conn-fields"]
     return {key: spec["label"] for key, spec in fields.items()}
 
 

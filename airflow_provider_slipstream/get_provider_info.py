@@ -87,3 +87,9 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
     }
+
+
+def connection_type_info() -> dict[str, Any]:
+    """The ``slipstream`` connection type's entry: the connection form's one source."""
+    info: dict[str, Any] = get_provider_info()["connection-types"][0]
+    return info

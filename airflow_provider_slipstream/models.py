@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
@@ -192,16 +192,25 @@ def classify(track: RecognitionTrack | None, competitor_labels: Iterable[str] | 
     return MatchKind.EXTERNAL
 
 
-def check_response(status: int, body: bytes, what: str, *, job_id: str | None = None, secret: str | None = None) -> Any:
+def check_response(
+    status: int,
+    body: bytes,
+    what: str,
+    *,
+    job_id: str | None = None,
+    scrub: Callable[[bytes], bytes] | None = None,
+) -> Any:
     """
     Decide what one HTTP answer means: the decoded body of a success, or the matching error.
 
     :param what: the request in words, for messages ("the status of job 7b2c…").
     :param job_id: set for job lookups, where 404 means "unknown or expired job".
-    :param secret: the partner key: a proxy that echoes the request must not put it into a message.
+    :param scrub: removes the partner key from a body (``ClientConfig.scrub``): a proxy that echoes
+        the request must not put it into a message. A callable, not the key, so that no traceback
+        that shows locals can print it.
     """
-    if secret:
-        body = body.replace(secret.encode(), b"***")
+    if scrub is not None:
+        body = scrub(body)
     if 200 <= status < 300:
         return parse_json_body(body, what)
     message = error_message(body)

@@ -32,7 +32,6 @@ BRANCH_FOR = {
 
 @pytest.fixture(scope="module")
 def sim():
-    # Processing outlasts the sensor's first poke, so the sensor must reschedule at least once.
     with SimulatorServer(SimulatorState(queued_seconds=0.2, processing_seconds=1.5)) as server:
         yield server
 
@@ -68,8 +67,15 @@ def test_example_dags_parse_without_import_errors(airflow):
 
 @pytest.mark.parametrize("match", list(BRANCH_FOR))
 def test_audioverify_takes_exactly_the_branch_of_the_match(airflow, sim, match):
+    # Processing outlasts the sensor's first poke (a few seconds after the submit, more on a slow
+    # machine or an older Airflow), so the sensor must reschedule at least once; one reschedule
+    # (10 s) still outlasts it.
+    sim.state.configure(processing_seconds=6)
     jobs_before = sim.state.jobs_created
-    run = airflow.dags_test("slipstream_audioverify", {"video_path": str(sample_videos()[match])})
+    try:
+        run = airflow.dags_test("slipstream_audioverify", {"video_path": str(sample_videos()[match])})
+    finally:
+        sim.state.configure(processing_seconds=1.5)
 
     assert run.returncode == 0, run.output[-3000:]
     assert airflow.dag_run_state(run) == "success"
@@ -112,8 +118,12 @@ def test_batch_dag_recognizes_every_clip_on_the_triggerer(airflow, sim):
     # Every mapped task really deferred, and our trigger (not a worker) saw the job complete.
     assert run.output.count("Pausing task as DEFERRED") == len(kinds)
     assert run.output.count("[DAG TEST] Trigger completed") == len(kinds)
+    # Each job's completion was seen inside a trigger's inline run (log formats differ between versions).
+    trigger_runs = [
+        block.split("[DAG TEST] Trigger completed")[0] for block in run.output.split("running trigger in line")[1:]
+    ]
     for result in results:
-        assert f"Slipstream job {result['job_id']} is completed [airflow_provider_slipstream.triggers" in run.output
+        assert any(f"Slipstream job {result['job_id']} is completed" in block for block in trigger_runs), result
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +156,9 @@ def test_retried_recognize_resumes_its_job_instead_of_resubmitting(retried):
     for result in results:
         assert result == expected_result(result["job_id"], "internal")
     assert len({r["job_id"] for r in results}) == len(RETRIED_TASKS)
-    assert run.output.count("of an earlier try for") == len(RETRIED_TASKS)
+    # One resume per task (Airflow 3.0's `dags test` prints each log line twice, in two formats).
+    resumes = {line.split(" - ", 1)[-1] for line in run.output.splitlines() if "of an earlier try for" in line}
+    assert len(resumes) == len(RETRIED_TASKS), resumes
 
 
 def test_resume_records_are_gone_once_the_tasks_succeeded_in_every_mode(retried):

@@ -263,6 +263,7 @@ class FakeTI:
     def __init__(self) -> None:
         self.pushed: list[tuple[str, Any]] = []
         self.dag_id, self.run_id, self.task_id, self.map_index = "faults", "run", "task", -1
+        self.try_number = 1
         self.stats_tags: dict[str, str] = {}
 
     def xcom_push(self, key: str, value: Any) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
+from airflow_provider_slipstream.connection import ClientConfig
 from airflow_provider_slipstream.exceptions import (
     SlipstreamApiError,
     SlipstreamAuthError,
@@ -542,7 +543,8 @@ def test_check_response_non_transient_5xx_is_an_api_error_not_retried(status):
 def test_an_echoed_partner_key_never_reaches_a_message(status):
     # A proxy that echoes the request (Authorization header included) into its answer.
     body = b"<html>Bad gateway. Request headers: Authorization: Bearer s3cr3t-partner-key</html>"
+    config = ClientConfig(base_url="https://api.example.com", api_key="s3cr3t-partner-key")
     with pytest.raises(SlipstreamError) as err:
-        check_response(status, body, "the status of job x", job_id="x", secret="s3cr3t-partner-key")
+        check_response(status, body, "the status of job x", job_id="x", scrub=config.scrub)
     assert "s3cr3t-partner-key" not in str(err.value)
     assert "***" in str(err.value)

@@ -16,6 +16,7 @@ from typing import Any
 import airflow
 import jsonschema
 import pytest
+from airflow.providers.common.compat.sdk import Connection
 
 import airflow_provider_slipstream
 from airflow_provider_slipstream.get_provider_info import get_provider_info
@@ -144,54 +145,74 @@ def test_providers_manager_knows_the_hook(providers_manager: Any) -> None:
     assert hook.connection_testable is True
 
 
-def test_providers_manager_field_behaviour(providers_manager: Any) -> None:
-    behaviour = providers_manager.field_behaviours["slipstream"]
+@pytest.fixture(scope="module")
+def form_metadata(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """What the UI's connection form endpoint answers for `slipstream` (Airflow 3's HookMetaService).
 
-    assert behaviour["relabeling"] == {"host": "Base URL", "password": "Partner API key"}
-    assert set(behaviour["hidden_fields"]) == {"schema", "login", "port", "extra"}
-    assert "password" not in behaviour["hidden_fields"]
-    assert "host" not in behaviour["hidden_fields"]
-    assert behaviour["placeholders"]["password"] == "Your Slipstream partner API key"
-    assert behaviour["placeholders"]["host"].startswith("https://api.slipstreammusic.com")
+    3.2+ builds it from get_provider_info's ``ui-field-behaviour`` and ``conn-fields``; 3.0 and 3.1
+    from the hook's ``get_ui_field_behaviour`` and ``get_connection_form_widgets``. In a fresh
+    process, as in the API server: the service must be the first to load the providers.
+    """
+    script = (
+        "from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService\n"
+        "(meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == 'slipstream']\n"
+        "print('FORM=' + meta.model_dump_json())"
+    )
+    home = tmp_path_factory.mktemp("form")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_")} | {"AIRFLOW_HOME": str(home)}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("FORM=")]
+    assert lines, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return json.loads(lines[-1].removeprefix("FORM="))
 
 
-def test_providers_manager_connection_form_widgets(providers_manager: Any) -> None:
-    widgets = {
-        key: widget for key, widget in providers_manager.connection_form_widgets.items() if "__slipstream__" in key
-    }
+def test_connection_form_standard_fields(form_metadata: dict[str, Any]) -> None:
+    assert form_metadata["hook_class_name"] == HOOK_CLASS
+    assert form_metadata["hook_name"] == "Slipstream AudioVerify"
+    fields = form_metadata["standard_fields"]
+    assert fields["password"]["title"] == "Partner API key"
+    assert fields["password"]["hidden"] is False
+    assert fields["password"]["placeholder"] == "Your Slipstream partner API key"
+    assert fields["host"]["title"] == "Base URL"
+    assert fields["host"]["hidden"] is False
+    assert fields["host"]["placeholder"].startswith("https://api.slipstreammusic.com")
+    for hidden in ("login", "port", "url_schema"):
+        assert fields[hidden]["hidden"] is True, hidden
 
-    assert set(widgets) == {f"extra__slipstream__{name}" for name in EXTRAS}
+
+def test_connection_form_extra_fields(form_metadata: dict[str, Any]) -> None:
+    extras = form_metadata["extra_fields"]
+    assert set(extras) == set(EXTRAS)
     for name, (label, types) in EXTRAS.items():
-        widget = widgets[f"extra__slipstream__{name}"]
-        assert widget.field_name == name
-        assert widget.hook_class_name == HOOK_CLASS
-        assert widget.package_name == PACKAGE
-        assert widget.is_sensitive is False
-        assert widget.field["schema"]["title"] == label
-        assert widget.field["schema"]["type"] == types
-    assert widgets["extra__slipstream__timeout"].field["value"] == 30
-    assert widgets["extra__slipstream__allow_insecure_http"].field["value"] is False
+        assert extras[name]["schema"]["title"] == label
+        assert extras[name]["schema"]["type"] == _form_type(types)
+    assert extras["timeout"]["value"] == _form_value(30)
+    assert extras["max_retries"]["value"] == 5
+    assert extras["allow_insecure_http"]["value"] is False
 
 
-def test_connection_form_metadata_served_to_the_ui() -> None:
-    """What the UI's connection form endpoint answers for `slipstream` (Airflow 3's HookMetaService)."""
-    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+def test_connection_form_values_are_read_back(form_metadata: dict[str, Any]) -> None:
+    """Whatever type the form stores a field's value in, the connection reads it."""
+    from airflow_provider_slipstream.connection import ClientConfig
 
-    (meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == "slipstream"]
+    extra = {name: field["value"] for name, field in form_metadata["extra_fields"].items()}
+    config = ClientConfig.from_connection(
+        Connection(conn_id="form", conn_type="slipstream", password="k", extra=json.dumps(extra))
+    )
+    assert (config.read_timeout, config.connect_timeout, config.retry.max_retries) == (30, 10, 5)
+    assert config.competitor_labels is None
 
-    assert meta.hook_class_name == HOOK_CLASS
-    assert meta.hook_name == "Slipstream AudioVerify"
-    fields = meta.standard_fields
-    assert fields is not None
-    assert fields.password is not None
-    assert fields.password.title == "Partner API key"
-    assert fields.password.hidden is False
-    assert fields.host is not None
-    assert fields.host.title == "Base URL"
-    assert fields.host.hidden is False
-    for hidden in (fields.login, fields.port, fields.url_schema):
-        assert hidden is not None
-        assert hidden.hidden is True
-    assert meta.extra_fields is not None
-    assert set(meta.extra_fields) == set(EXTRAS)
-    assert meta.extra_fields["competitor_labels"]["schema"]["title"] == EXTRAS["competitor_labels"][0]
+
+#: Airflow 3.2 reads conn-fields' JSON schema types; the widgets of 3.0 and 3.1 have no number field,
+#: so numbers are strings there (the connection parses them).
+DECLARATIVE_FORM = tuple(int(p) for p in airflow.__version__.split(".")[:2]) >= (3, 2)
+
+
+def _form_type(types: list[str]) -> list[str]:
+    return types if DECLARATIVE_FORM or types[0] != "number" else ["string", "null"]
+
+
+def _form_value(number: float) -> Any:
+    return number if DECLARATIVE_FORM else str(number)

@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
 from airflow_harness import AirflowHarness, slipstream_conn
 
 from airflow_provider_slipstream.samples import sample_videos
@@ -21,6 +22,19 @@ from tests.conftest import FAST_RETRY_EXTRA
 pytestmark = pytest.mark.dagrun
 
 KEY = "sk-live-SLIPSTREAM-7f3a9c2e5b1d"
+
+
+def _without_airflow_30_mask_echo(output: str) -> str:
+    """
+    Airflow 3.0's `dags test` logs, at debug level, every request its task runner sends, and so the
+    value of each secret it asks the supervisor to mask (its own connection reads do so too):
+    ``Sending request msg=MaskSecret(value='...')``. Fixed in 3.1; nothing else may show the key.
+    """
+    if AIRFLOW_V_3_1_PLUS:
+        return output
+    return "\n".join(
+        line for line in output.splitlines() if "Sending request" not in line or "msg=MaskSecret(" not in line
+    )
 
 
 def files_containing(root: Path, needle: str) -> list[Path]:
@@ -98,7 +112,7 @@ def test_key_never_appears_in_logs_xcom_rendered_fields_or_errors(tmp_path, simu
     # Task logs, the metadata DB (XComs, rendered template fields, task states), config files,
     # everything Airflow printed (exception texts included), and the simulator's own log.
     assert files_containing(home, KEY) == []
-    assert [i for i, output in enumerate(outputs) if KEY in output] == []
+    assert [i for i, output in enumerate(outputs) if KEY in _without_airflow_30_mask_echo(output)] == []
     assert KEY not in simulator_log.read_text()
     # The searches covered real material: `dags test` prints task logs (exceptions included),
     # the DB holds XComs and rendered fields, and the simulator logged the API calls.

@@ -33,6 +33,7 @@ from airflow_provider_slipstream.exceptions import (
     SlipstreamJobNotCompletedError,
     SlipstreamJobNotFoundError,
     SlipstreamJobTimeoutError,
+    SlipstreamTransientError,
 )
 from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook
 from airflow_provider_slipstream.operators.slipstream import (
@@ -69,6 +70,7 @@ class FakeTI:
         self.pushed: list[tuple[str, Any]] = []
         self.pulled: list[dict[str, Any]] = []
         self.dag_id, self.run_id, self.task_id, self.map_index = "dag", "run", "task", -1
+        self.try_number = 1
         self.stats_tags: dict[str, str] = {}
 
     def get_first_reschedule_date(self, context: Any) -> None:
@@ -569,6 +571,58 @@ def test_deferrable_recognize_operator_defers_after_submitting(
     event = run_trigger(trigger)
     assert operator.execute_complete(context, event) == expected_result(job_id, "no_match")
     assert sim_conn.state.jobs_created == 1
+
+
+#: What failed try 1 of a deferred wait: Airflow 3.0 hands it to try 2 again (apache/airflow#56704).
+def _event_of_try(try_number: int, job_id: str) -> dict[str, Any]:
+    return {
+        "status": "error",
+        "job_id": job_id,
+        "error": "SlipstreamTransientError",
+        "message": "outage",
+        "try_number": try_number,
+    }
+
+
+def test_deferred_sensor_retry_handed_an_earlier_trys_event_starts_over(
+    hook: SlipstreamHook, sim_conn: SimulatorServer
+) -> None:
+    sim_conn.state.configure(queued_seconds=60)
+    job_id = hook.submit_video(sample_videos()["competitor"]).job_id
+    sensor = SlipstreamJobSensor(task_id="wait", job_id=job_id, deferrable=True, poke_interval=0.2)
+    ti = FakeTI()
+    context = make_context(ti)
+    with pytest.raises(TaskDeferred) as first:
+        sensor.execute(context)
+    assert first.value.trigger.try_number == 1
+
+    ti.try_number = 2
+    with pytest.raises(TaskDeferred) as second:  # pokes again and defers with try 2's own trigger
+        sensor.execute_complete(context, _event_of_try(1, job_id))
+    assert second.value.trigger.try_number == 2
+    # The try's own event still decides.
+    with pytest.raises(SlipstreamTransientError):
+        sensor.execute_complete(context, _event_of_try(2, job_id))
+
+
+def test_deferred_recognize_retry_handed_an_earlier_trys_event_resumes_its_job(sim_conn: SimulatorServer) -> None:
+    sim_conn.state.configure(queued_seconds=60)
+    ti, store = FakeTI(), FakeStateStore()
+    operator = SlipstreamRecognizeVideoOperator(
+        task_id="recognize", video_path=sample_videos()["internal"], deferrable=True, poll_interval=0.2
+    )
+    context = make_context(ti, store)
+    with pytest.raises(TaskDeferred):
+        operator.execute(context)
+    job_id = store.data[JOB_KEY]["job_id"]
+
+    ti.try_number = 2
+    with pytest.raises(TaskDeferred) as second:
+        operator.execute_complete(context, _event_of_try(1, job_id))
+    assert (second.value.trigger.job_id, second.value.trigger.try_number) == (job_id, 2)  # the same job, again
+    assert sim_conn.state.jobs_created == 1
+    with pytest.raises(SlipstreamTransientError):
+        operator.execute_complete(context, _event_of_try(2, job_id))
 
 
 def test_recognize_operator_execute_complete_maps_error_events(error_events: dict[str, dict[str, Any]]) -> None:

@@ -141,6 +141,7 @@ def test_serialize_round_trips_and_the_rebuilt_trigger_works(hook: SlipstreamHoo
         deadline=time.time() + HANG_GUARD_SECONDS,
         competitor_labels=["Independent Records"],
         keep_waiting_on_transient=True,
+        try_number=3,
     )
     classpath, kwargs = original.serialize()
     assert classpath == TRIGGER_CLASSPATH
@@ -158,10 +159,13 @@ def test_serialize_round_trips_and_the_rebuilt_trigger_works(hook: SlipstreamHoo
         "deadline": original.deadline,
         "competitor_labels": ["Independent Records"],
         "keep_waiting_on_transient": True,
+        "try_number": 3,
     }
-    # The rebuilt trigger keeps every setting: the overridden labels make Epidemic Sound "external".
+    # The rebuilt trigger keeps every setting: the overridden labels make Epidemic Sound "external",
+    # and the event names the try that deferred.
     payload = single_event(rebuilt)
     assert payload["status"] == "success"
+    assert payload["try_number"] == 3
     assert payload["result"] == {**expected_result(job.job_id, "competitor"), "match": "external"}
 
 
@@ -173,6 +177,7 @@ def test_serialize_round_trips_the_defaults() -> None:
     assert kwargs["deadline"] is None
     assert kwargs["competitor_labels"] is None
     assert kwargs["keep_waiting_on_transient"] is True
+    assert kwargs["try_number"] is None
 
 
 # -- errors that no retry can fix ------------------------------------------------------------

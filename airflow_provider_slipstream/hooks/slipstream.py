@@ -21,6 +21,7 @@ from airflow_provider_slipstream.exceptions import (
     SlipstreamSubmitUncertainError,
     SlipstreamTransientError,
 )
+from airflow_provider_slipstream.get_provider_info import connection_type_info
 from airflow_provider_slipstream.models import RecognitionJob, UploadTarget, check_response, error_message
 from airflow_provider_slipstream.retry import NO_RETRY, SUBMIT_RETRYABLE_STATUS, RetryPolicy
 from airflow_provider_slipstream.uploads import StreamingBody, VideoFile, VideoPath, multipart_body, open_video
@@ -124,17 +125,37 @@ class SlipstreamHook(BaseHook):
         self.presigned_threshold_bytes = presigned_threshold_bytes
         self._async_config: ClientConfig | None = None
 
+    # Airflow < 3.2 builds the connection form from these two methods; 3.2+ reads ``ui-field-behaviour``
+    # and ``conn-fields`` from get_provider_info and no longer calls them. Both derive from that metadata.
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """The connection form for Airflow versions that predate declarative ``ui-field-behaviour``."""
-        from airflow_provider_slipstream.get_provider_info import get_provider_info
-
-        behaviour = get_provider_info()["connection-types"][0]["ui-field-behaviour"]
+        """The connection form's standard fields, for Airflow < 3.2."""
+        behaviour = connection_type_info()["ui-field-behaviour"]
         return {
             "hidden_fields": behaviour["hidden-fields"],
             "relabeling": behaviour["relabeling"],
             "placeholders": behaviour["placeholders"],
         }
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The connection form's extra fields, for Airflow < 3.2."""
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import BooleanField, IntegerField, StringField
+
+        widgets: dict[str, Any] = {}
+        for name, spec in connection_type_info()["conn-fields"].items():
+            kind, default = spec["schema"]["type"][0], spec["schema"].get("default")
+            label = lazy_gettext(spec["label"])
+            if kind == "boolean":
+                widgets[name] = BooleanField(label, default=default)
+            elif kind == "integer":
+                widgets[name] = IntegerField(label, widget=BS3TextFieldWidget(), default=default)
+            else:  # these versions offer no number field: a string the connection parses
+                text_default = None if default is None else str(default)
+                widgets[name] = StringField(label, widget=BS3TextFieldWidget(), default=text_default)
+        return widgets
 
     @cached_property
     def config(self) -> ClientConfig:
@@ -378,7 +399,7 @@ class SlipstreamHook(BaseHook):
         if not api:
             return _check_upload(response, what)
         try:
-            return check_response(response.status_code, response.content, what, job_id=job_id, secret=config.api_key)
+            return check_response(response.status_code, response.content, what, job_id=job_id, scrub=config.scrub)
         except SlipstreamTransientError as exc:
             if submit and response.status_code not in SUBMIT_RETRYABLE_STATUS:
                 raise _uncertain_submit(what, str(exc)) from exc
@@ -396,7 +417,7 @@ class SlipstreamHook(BaseHook):
         except httpx.HTTPError as exc:
             raise _network_retry(what, exc) from exc
         try:
-            return check_response(response.status_code, response.content, what, job_id=job_id, secret=config.api_key)
+            return check_response(response.status_code, response.content, what, job_id=job_id, scrub=config.scrub)
         except SlipstreamTransientError as exc:
             raise _Retry(exc, response.headers.get("Retry-After")) from exc
 

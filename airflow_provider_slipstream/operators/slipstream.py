@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
@@ -17,9 +16,9 @@ from airflow_provider_slipstream.models import MatchKind, RecognitionJob
 from airflow_provider_slipstream.triggers.slipstream import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_WAIT_TIMEOUT,
-    DEFER_TIMEOUT_MARGIN,
-    SlipstreamJobTrigger,
+    defer_to_trigger,
     result_from_event,
+    resumed_by_an_earlier_try,
 )
 from airflow_provider_slipstream.validation import parse_labels
 
@@ -203,22 +202,22 @@ class SlipstreamRecognizeVideoOperator(_SlipstreamSubmitBase):
         if not job.is_completed:
             wait = self.wait_seconds(context)
             if self.deferrable:
-                self.defer(
-                    trigger=SlipstreamJobTrigger(
-                        job_id=job.job_id,
-                        slipstream_conn_id=self.slipstream_conn_id,
-                        poll_interval=self.poll_interval,
-                        deadline=time.time() + wait,
-                        competitor_labels=labels,
-                    ),
-                    method_name="execute_complete",
-                    timeout=timedelta(seconds=wait + self.poll_interval + DEFER_TIMEOUT_MARGIN),
+                defer_to_trigger(
+                    self,
+                    context,
+                    job_id=job.job_id,
+                    slipstream_conn_id=self.slipstream_conn_id,
+                    poll_interval=self.poll_interval,
+                    wait=wait,
+                    competitor_labels=labels,
                 )
             job = self.hook.wait_for_job(job.job_id, poll_interval=self.poll_interval, timeout=wait)
         self.forget(context)
         return job.to_result(self.hook.config.competitor_labels_for(labels))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        if resumed_by_an_earlier_try(context, event):
+            return self.execute(context)
         result = result_from_event(event)
         self.forget(context)
         return result

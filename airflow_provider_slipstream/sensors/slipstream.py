@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -14,21 +12,24 @@ from airflow.providers.common.compat.sdk import (
     BaseSensorOperator,
     PokeReturnValue,
     conf,
+    timezone,
 )
+from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
 
 from airflow_provider_slipstream.exceptions import SlipstreamJobTimeoutError, SlipstreamTransientError
 from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook, log_status
 from airflow_provider_slipstream.triggers.slipstream import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_WAIT_TIMEOUT,
-    DEFER_TIMEOUT_MARGIN,
-    SlipstreamJobTrigger,
+    defer_to_trigger,
     result_from_event,
+    resumed_by_an_earlier_try,
 )
 from airflow_provider_slipstream.validation import parse_labels
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from datetime import timedelta
 
     from airflow.providers.common.compat.sdk import Context
 
@@ -99,6 +100,11 @@ class SlipstreamJobSensor(BaseSensorOperator):
     def hook(self) -> SlipstreamHook:
         return SlipstreamHook(self.slipstream_conn_id)
 
+    def execute(self, context: Context) -> Any:
+        if self.reschedule and not AIRFLOW_V_3_1_PLUS:
+            _parse_first_reschedule_date(context["ti"])
+        return super().execute(context)
+
     def poke(self, context: Context) -> bool | PokeReturnValue:
         labels = parse_labels(self.competitor_labels, f"{self.task_id}: competitor_labels")
         # One request per poke, no retry sleeps: the sensor's poke loop is the retry loop, so its
@@ -107,33 +113,32 @@ class SlipstreamJobSensor(BaseSensorOperator):
             job = self.hook.get_job(self.job_id, retry=False)
         except SlipstreamTransientError as exc:
             self.log.warning("Slipstream is not answering right now; will poke again: %s", exc)
-            return self._not_yet(labels)
+            return self._not_yet(context, labels)
         self._log_status_change(job, context)
         if not job.is_completed:
-            return self._not_yet(labels)
+            return self._not_yet(context, labels)
         if (store := context.get("task_state_store")) is not None:
             store.delete(_LAST_STATUS_KEY)  # done: a cleared sensor logs its statuses afresh
         return PokeReturnValue(is_done=True, xcom_value=job.to_result(self.hook.config.competitor_labels_for(labels)))
 
-    def _not_yet(self, labels: tuple[str, ...] | None) -> bool:
+    def _not_yet(self, context: Context, labels: tuple[str, ...] | None) -> bool:
         # Deferring from inside poke() keeps Airflow's own poke handling (soft_fail, never_fail,
         # silent_fail) around the first poke: TaskDeferred passes through it untouched.
         if self.deferrable:
-            self.defer(
-                trigger=SlipstreamJobTrigger(
-                    job_id=self.job_id,
-                    slipstream_conn_id=self.slipstream_conn_id,
-                    poll_interval=self.poke_interval,
-                    deadline=time.time() + self.timeout,
-                    competitor_labels=labels,
-                ),
-                method_name="execute_complete",
-                # A backstop for a triggerer that dies; the trigger's own deadline ends first, with a clearer message.
-                timeout=timedelta(seconds=self.timeout + DEFER_TIMEOUT_MARGIN),
+            defer_to_trigger(
+                self,
+                context,
+                job_id=self.job_id,
+                slipstream_conn_id=self.slipstream_conn_id,
+                poll_interval=self.poke_interval,
+                wait=self.timeout,
+                competitor_labels=labels,
             )
         return False
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        if resumed_by_an_earlier_try(context, event):
+            return self.execute(context)
         try:
             return result_from_event(event)
         except SlipstreamJobTimeoutError as exc:
@@ -165,3 +170,20 @@ class SlipstreamJobSensor(BaseSensorOperator):
         self._last_status = job.status
         if store is not None:
             store.set(_LAST_STATUS_KEY, job.status)
+
+
+def _parse_first_reschedule_date(ti: Any) -> None:
+    """
+    Airflow 3.0's ``airflow dags test`` hands a sensor its first reschedule date as a string (the
+    in-process supervisor skips the response's validation), so every rescheduled sensor's second poke
+    fails with ``TypeError: datetime - str``. Fixed in 3.1; delete this with the 3.0 support.
+    """
+    first_reschedule_date = ti.get_first_reschedule_date
+
+    def parsed(context: Context) -> Any:
+        value = first_reschedule_date(context)
+        return timezone.parse(value) if isinstance(value, str) else value
+
+    # The task instance is a pydantic model, which refuses unknown attributes: shadow the method on
+    # this one instance only.
+    object.__setattr__(ti, "get_first_reschedule_date", parsed)

@@ -16,6 +16,8 @@ from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook, log_sta
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from airflow.providers.common.compat.sdk import BaseOperator, Context
+
 #: The API asks clients to poll every 2 to 5 seconds.
 DEFAULT_POLL_INTERVAL = 3.0
 #: How long a sensor or recognize task waits when nothing else bounds it: jobs take seconds to about
@@ -44,6 +46,8 @@ class SlipstreamJobTrigger(BaseTrigger):
     :param keep_waiting_on_transient: When a poll still fails after its retries (a long outage), log
         it and poll again at the next interval: waiting costs the triggerer nothing, so only permanent
         errors (401/403, 404) and the deadline end the wait. False ends it with the error instead.
+    :param try_number: The try that deferred, echoed in the event as ``try_number`` (see
+        :func:`resumed_by_an_earlier_try`).
     """
 
     def __init__(
@@ -54,6 +58,7 @@ class SlipstreamJobTrigger(BaseTrigger):
         deadline: float | None = None,
         competitor_labels: list[str] | tuple[str, ...] | None = None,
         keep_waiting_on_transient: bool = True,
+        try_number: int | None = None,
     ) -> None:
         super().__init__()
         self.job_id = job_id
@@ -62,6 +67,7 @@ class SlipstreamJobTrigger(BaseTrigger):
         self.deadline = deadline
         self.competitor_labels = None if competitor_labels is None else list(competitor_labels)
         self.keep_waiting_on_transient = keep_waiting_on_transient
+        self.try_number = try_number
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -73,18 +79,20 @@ class SlipstreamJobTrigger(BaseTrigger):
                 "deadline": self.deadline,
                 "competitor_labels": self.competitor_labels,
                 "keep_waiting_on_transient": self.keep_waiting_on_transient,
+                "try_number": self.try_number,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        origin = {} if self.try_number is None else {"try_number": self.try_number}
         try:
             result = await self._wait()
         except SlipstreamError as exc:
             yield TriggerEvent(
-                {"status": "error", "job_id": self.job_id, "error": type(exc).__name__, "message": str(exc)}
+                {"status": "error", "job_id": self.job_id, "error": type(exc).__name__, "message": str(exc), **origin}
             )
         else:
-            yield TriggerEvent({"status": "success", "job_id": self.job_id, "result": result})
+            yield TriggerEvent({"status": "success", "job_id": self.job_id, "result": result, **origin})
 
     async def _wait(self) -> dict[str, Any]:
         hook = SlipstreamHook(self.slipstream_conn_id)
@@ -131,3 +139,43 @@ def result_from_event(event: dict[str, Any] | None) -> dict[str, Any]:
     if not (isinstance(error_class, type) and issubclass(error_class, SlipstreamError)):
         error_class = SlipstreamError
     raise error_class(str(event.get("message") or "The Slipstream trigger reported an unknown error."))
+
+
+def defer_to_trigger(
+    task: BaseOperator,
+    context: Context,
+    *,
+    job_id: str,
+    slipstream_conn_id: str,
+    poll_interval: float,
+    wait: float,
+    competitor_labels: tuple[str, ...] | None,
+) -> None:
+    """Defer ``task`` to a :class:`SlipstreamJobTrigger` that waits ``wait`` seconds at most, then
+    resume it in its ``execute_complete``."""
+    task.defer(
+        trigger=SlipstreamJobTrigger(
+            job_id=job_id,
+            slipstream_conn_id=slipstream_conn_id,
+            poll_interval=poll_interval,
+            deadline=time.time() + wait,
+            competitor_labels=competitor_labels,
+            # Which try deferred (not the defer kwargs: `airflow dags test` drops those).
+            try_number=context["ti"].try_number,
+        ),
+        method_name="execute_complete",
+        # A backstop for a triggerer that dies; the trigger's own deadline ends first, with a clearer message.
+        timeout=timedelta(seconds=wait + poll_interval + DEFER_TIMEOUT_MARGIN),
+    )
+
+
+def resumed_by_an_earlier_try(context: Context, event: dict[str, Any] | None) -> bool:
+    """
+    Whether ``execute_complete`` was handed an earlier try's trigger event.
+
+    Airflow 3.0 (and 3.1.0) keeps a deferral's resume method across retries (apache/airflow#56704):
+    the retry does not run ``execute`` again but re-reads the event that failed the try before, and
+    so fails the same way on every try. Such a retry starts over with ``execute`` instead.
+    """
+    deferred_by = (event or {}).get("try_number")
+    return deferred_by is not None and deferred_by != context["ti"].try_number
