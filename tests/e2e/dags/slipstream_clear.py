@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Variable, task
 
@@ -24,4 +24,8 @@ with DAG("slipstream_clear", schedule=None, start_date=datetime(2026, 1, 1), cat
             deferrable=deferrable,
             poll_interval=1,
             timeout=5,
+            # A retry resumes the try's job (the job counts prove it). It also absorbs Airflow 3.0's
+            # scheduler race that fails a just-resumed deferred task before it starts (409 on start).
+            retries=1,
+            retry_delay=timedelta(seconds=1),
         ).expand(video_path=videos)
