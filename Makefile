@@ -12,9 +12,9 @@ STAMP := $(VENV)/.installed-$(AIRFLOW_VERSION)
 # 3.0.6 leaves these open, and today's releases break it: universal-pathlib 0.3 its ObjectStoragePath,
 # FastAPI 0.118+ / Cadwyn 5.5+ its execution API (every task start answers 422), PyJWT 2.11+ its
 # API server's logins (500: "Issuer (iss) must be a string"). 3.1 caps or handles all four.
-# Its UI builds every provider's connection form from wtforms, so the FAB provider (which brings
-# wtforms) is what shows any provider's relabelled and extra fields there; 3.1+ needs neither.
-AIRFLOW_PINS_3.0.6 := "universal-pathlib<0.3" "fastapi<0.118" "cadwyn<5.5" "pyjwt<2.11" apache-airflow-providers-fab
+# Its UI builds every provider's connection form only when wtforms is installed (the FAB provider
+# brings it), so that is what shows any provider's relabelled and extra fields there; 3.1+ needs none.
+AIRFLOW_PINS_3.0.6 := "universal-pathlib<0.3" "fastapi<0.118" "cadwyn<5.5" "pyjwt<2.11" wtforms
 # 3.2.2 leaves FastAPI open (0.137+ breaks its execution API routes; 3.3 caps it) and its
 # `dags test` fails with svcs 26 (KeyError 'svcs_registry': the lifespan is not awaited).
 AIRFLOW_PINS_3.2.2 := "fastapi<0.137" "svcs<26"

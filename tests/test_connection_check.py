@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from airflow_provider_slipstream.exceptions import SlipstreamTransientError
 from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook
 from airflow_provider_slipstream.simulator import Fault
 
@@ -270,3 +271,49 @@ def test_aget_config_reads_connection_and_extra_with_the_async_helpers(
     asyncio.run(hook.aget_config())
 
     assert calls == ["get_async_connection", "get_async_extra_dejson"]
+
+
+# -- no traceback local holds the key ---------------------------------------------------------------
+
+
+def _locals_showing(exc: BaseException | None, secret: str) -> list[str]:
+    """The frame locals, across the exception chain a traceback prints, whose repr shows ``secret``
+    (Airflow 3.0's console prints every frame's locals, unmasked)."""
+    found: list[str] = []
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        tb = exc.__traceback__
+        while tb is not None:
+            found += [
+                f"{tb.tb_frame.f_code.co_name}: {name}"
+                for name, value in tb.tb_frame.f_locals.items()
+                if secret in repr(value)
+            ]
+            tb = tb.tb_next
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return found
+
+
+#: A module constant, not a local: the test's own frame is part of the traceback it inspects.
+NETWORK_KEY = "sk-live-NETWORK-9d2c"
+
+
+@pytest.mark.parametrize("path", ["worker", "triggerer"])
+def test_a_network_failure_shows_the_key_in_no_traceback_local(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    with socket.socket() as probe:  # a port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    hook = use_conn(monkeypatch, f"http://127.0.0.1:{port}", password=NETWORK_KEY, max_retries=0, connect_timeout=1)
+
+    async def poll() -> None:
+        async with hook.async_client() as client:
+            await hook.aget_job(PROBE_JOB, client)
+
+    def fetch() -> None:
+        hook.get_job(PROBE_JOB) if path == "worker" else asyncio.run(poll())
+
+    with pytest.raises(SlipstreamTransientError) as err:
+        fetch()
+    assert NETWORK_KEY not in str(err.value)
+    assert _locals_showing(err.value, NETWORK_KEY) == []

@@ -19,21 +19,23 @@ from typing import Any
 
 import pytest
 from airflow.providers.common.compat.sdk import (
+    AirflowException,
     AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
     TaskDeferred,
 )
+from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
 from airflow.sdk import DAG, PokeReturnValue
 
 from airflow_provider_slipstream._resumable import LEDGER_KEY
 from airflow_provider_slipstream.exceptions import (
+    SlipstreamApiError,
     SlipstreamAuthError,
     SlipstreamError,
     SlipstreamJobNotCompletedError,
     SlipstreamJobNotFoundError,
     SlipstreamJobTimeoutError,
-    SlipstreamTransientError,
 )
 from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook
 from airflow_provider_slipstream.operators.slipstream import (
@@ -45,7 +47,11 @@ from airflow_provider_slipstream.operators.slipstream import (
 from airflow_provider_slipstream.samples import sample_videos
 from airflow_provider_slipstream.sensors.slipstream import SlipstreamJobSensor
 from airflow_provider_slipstream.simulator import Fault, SimulatorServer, SimulatorState
-from airflow_provider_slipstream.triggers.slipstream import DEFAULT_WAIT_TIMEOUT, SlipstreamJobTrigger
+from airflow_provider_slipstream.triggers.slipstream import (
+    DEFAULT_WAIT_TIMEOUT,
+    DEFERRED_TRY_XCOM,
+    SlipstreamJobTrigger,
+)
 from tests.contract import EXPECTED_TRACKS, expected_result
 from tests.fakes import LogRecorder
 
@@ -554,7 +560,7 @@ def test_deferrable_recognize_operator_defers_after_submitting(
     after = time.time()
 
     job_id = store.data[JOB_KEY]["job_id"]
-    assert ti.pushed == [("job_id", job_id)]
+    assert [push for push in ti.pushed if push[0] != DEFERRED_TRY_XCOM] == [("job_id", job_id)]
     trigger = deferred.value.trigger
     assert isinstance(trigger, SlipstreamJobTrigger)
     assert trigger.job_id == job_id
@@ -576,20 +582,32 @@ def test_deferrable_recognize_operator_defers_after_submitting(
 #: What failed try 1 of a deferred wait: Airflow 3.0 hands it to try 2 again (apache/airflow#56704).
 def _event_of_try(try_number: int, job_id: str) -> dict[str, Any]:
     return {
-        "status": "error",
-        "job_id": job_id,
-        "error": "SlipstreamTransientError",
-        "message": "outage",
-        "try_number": try_number,
+        "event": {
+            "status": "error",
+            "job_id": job_id,
+            "error": "SlipstreamApiError",
+            "message": "HTTP 400",
+            "try_number": try_number,
+        }
     }
 
 
-def test_deferred_sensor_retry_handed_an_earlier_trys_event_starts_over(
+#: What Airflow 3.0 leaves for the retries after a lost trigger: no event at all.
+LOST_TRIGGER = ("__fail__", {"error": "TRIGGER_TIMEOUT"})
+
+
+def _deferred_by(ti: FakeTI, try_number: int) -> None:
+    """Answer the deferring try's XCom (Airflow 3.0 only) the way Airflow would."""
+    ti.xcom_pull = lambda task_ids=None, key="return_value", **kw: try_number if key == DEFERRED_TRY_XCOM else None
+
+
+def test_deferred_sensor_retry_handed_an_earlier_trys_outcome_starts_over(
     hook: SlipstreamHook, sim_conn: SimulatorServer
 ) -> None:
     sim_conn.state.configure(queued_seconds=60)
     job_id = hook.submit_video(sample_videos()["competitor"]).job_id
-    sensor = SlipstreamJobSensor(task_id="wait", job_id=job_id, deferrable=True, poke_interval=0.2)
+    # soft_fail: the restarted try must not be treated as a deferral's outcome (which it would skip).
+    sensor = SlipstreamJobSensor(task_id="wait", job_id=job_id, deferrable=True, poke_interval=0.2, soft_fail=True)
     ti = FakeTI()
     context = make_context(ti)
     with pytest.raises(TaskDeferred) as first:
@@ -598,14 +616,25 @@ def test_deferred_sensor_retry_handed_an_earlier_trys_event_starts_over(
 
     ti.try_number = 2
     with pytest.raises(TaskDeferred) as second:  # pokes again and defers with try 2's own trigger
-        sensor.execute_complete(context, _event_of_try(1, job_id))
+        sensor.resume_execution("execute_complete", _event_of_try(1, job_id), context)
     assert second.value.trigger.try_number == 2
-    # The try's own event still decides.
-    with pytest.raises(SlipstreamTransientError):
-        sensor.execute_complete(context, _event_of_try(2, job_id))
+    # The try's own event still decides (soft_fail skips it).
+    with pytest.raises(AirflowSkipException):
+        sensor.resume_execution("execute_complete", _event_of_try(2, job_id), context)
+    # A lost trigger of an earlier try: on 3.0 the retry starts over; later versions never resume it.
+    _deferred_by(ti, 1)
+    if AIRFLOW_V_3_1_PLUS:
+        with pytest.raises(AirflowSkipException):
+            sensor.resume_execution(*LOST_TRIGGER, context)
+    else:
+        with pytest.raises(TaskDeferred):
+            sensor.resume_execution(*LOST_TRIGGER, context)
+    _deferred_by(ti, 2)  # this try's own lost trigger ends it
+    with pytest.raises(AirflowSkipException):
+        sensor.resume_execution(*LOST_TRIGGER, context)
 
 
-def test_deferred_recognize_retry_handed_an_earlier_trys_event_resumes_its_job(sim_conn: SimulatorServer) -> None:
+def test_deferred_recognize_retry_handed_an_earlier_trys_outcome_resumes_its_job(sim_conn: SimulatorServer) -> None:
     sim_conn.state.configure(queued_seconds=60)
     ti, store = FakeTI(), FakeStateStore()
     operator = SlipstreamRecognizeVideoOperator(
@@ -618,11 +647,22 @@ def test_deferred_recognize_retry_handed_an_earlier_trys_event_resumes_its_job(s
 
     ti.try_number = 2
     with pytest.raises(TaskDeferred) as second:
-        operator.execute_complete(context, _event_of_try(1, job_id))
+        operator.resume_execution("execute_complete", _event_of_try(1, job_id), context)
     assert (second.value.trigger.job_id, second.value.trigger.try_number) == (job_id, 2)  # the same job, again
+    with pytest.raises(SlipstreamApiError):
+        operator.resume_execution("execute_complete", _event_of_try(2, job_id), context)
+    _deferred_by(ti, 1)
+    if AIRFLOW_V_3_1_PLUS:
+        with pytest.raises(AirflowException):
+            operator.resume_execution(*LOST_TRIGGER, context)
+    else:
+        with pytest.raises(TaskDeferred) as third:
+            operator.resume_execution(*LOST_TRIGGER, context)
+        assert third.value.trigger.job_id == job_id
+    _deferred_by(ti, 2)
+    with pytest.raises(AirflowException):
+        operator.resume_execution(*LOST_TRIGGER, context)
     assert sim_conn.state.jobs_created == 1
-    with pytest.raises(SlipstreamTransientError):
-        operator.execute_complete(context, _event_of_try(2, job_id))
 
 
 def test_recognize_operator_execute_complete_maps_error_events(error_events: dict[str, dict[str, Any]]) -> None:

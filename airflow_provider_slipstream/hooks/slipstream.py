@@ -139,22 +139,20 @@ class SlipstreamHook(BaseHook):
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """The connection form's extra fields, for Airflow < 3.2."""
-        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
-        from flask_babel import lazy_gettext
+        """The connection form's extra fields, for Airflow < 3.2 (plain wtforms: the UI only reads them)."""
         from wtforms import BooleanField, IntegerField, StringField
+        from wtforms.validators import Optional
 
         widgets: dict[str, Any] = {}
         for name, spec in connection_type_info()["conn-fields"].items():
             kind, default = spec["schema"]["type"][0], spec["schema"].get("default")
-            label = lazy_gettext(spec["label"])
             if kind == "boolean":
-                widgets[name] = BooleanField(label, default=default)
+                widgets[name] = BooleanField(spec["label"], default=default)
             elif kind == "integer":
-                widgets[name] = IntegerField(label, widget=BS3TextFieldWidget(), default=default)
+                widgets[name] = IntegerField(spec["label"], validators=[Optional()], default=default)
             else:  # these versions offer no number field: a string the connection parses
                 text_default = None if default is None else str(default)
-                widgets[name] = StringField(label, widget=BS3TextFieldWidget(), default=text_default)
+                widgets[name] = StringField(spec["label"], validators=[Optional()], default=text_default)
         return widgets
 
     @cached_property
@@ -391,11 +389,11 @@ class SlipstreamHook(BaseHook):
             # Nothing was sent and no retry can change that.
             raise SlipstreamApiError(
                 f"Cannot send {what}: {type(exc).__name__}. Check the connection's base URL."
-            ) from exc
+            ) from None  # see _network_retry
         except requests.RequestException as exc:
             if submit and not _never_sent(exc):
-                raise _uncertain_submit(what, f"the connection failed after sending ({type(exc).__name__})") from exc
-            raise _network_retry(what, exc) from exc
+                raise _uncertain_submit(what, f"the connection failed after sending ({type(exc).__name__})") from None
+            raise _network_retry(what, exc) from None
         if not api:
             return _check_upload(response, what)
         try:
@@ -415,7 +413,7 @@ class SlipstreamHook(BaseHook):
                 timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
             )
         except httpx.HTTPError as exc:
-            raise _network_retry(what, exc) from exc
+            raise _network_retry(what, exc) from None
         try:
             return check_response(response.status_code, response.content, what, job_id=job_id, scrub=config.scrub)
         except SlipstreamTransientError as exc:
@@ -441,14 +439,15 @@ def _never_sent(exc: requests.RequestException) -> bool:
 
 
 def _network_retry(what: str, exc: Exception) -> _Retry:
-    # Only the exception class is shown: request exceptions embed full URLs, and a presigned
-    # URL's signature is a credential.
-    error = SlipstreamTransientError(
-        f"Could not reach Slipstream for {what} ({type(exc).__name__}). "
-        "Check the network and the connection's base URL."
+    # Only the exception class is shown, and the HTTP client's exception is not chained: it embeds
+    # full URLs (a presigned URL's signature is a credential), and its frames hold the request's
+    # headers, which a traceback that shows locals (Airflow 3.0's console) would print.
+    return _Retry(
+        SlipstreamTransientError(
+            f"Could not reach Slipstream for {what} ({type(exc).__name__}). "
+            "Check the network and the connection's base URL."
+        )
     )
-    error.__cause__ = exc
-    return _Retry(error)
 
 
 def _check_upload(response: requests.Response, what: str) -> None:

@@ -216,11 +216,14 @@ class SlipstreamRecognizeVideoOperator(_SlipstreamSubmitBase):
         return job.to_result(self.hook.config.competitor_labels_for(labels))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        if resumed_by_an_earlier_try(context, event):
-            return self.execute(context)
         result = result_from_event(event)
         self.forget(context)
         return result
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        if resumed_by_an_earlier_try(context, next_method, next_kwargs):
+            return self.execute(context)  # resumes this input's job
+        return super().resume_execution(next_method, next_kwargs, context)
 
     def wait_seconds(self, context: Context) -> float:
         """The bound of this try's wait: ``timeout``, else what is left of ``execution_timeout``, else the default."""

@@ -136,9 +136,7 @@ class SlipstreamJobSensor(BaseSensorOperator):
             )
         return False
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        if resumed_by_an_earlier_try(context, event):
-            return self.execute(context)
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         try:
             return result_from_event(event)
         except SlipstreamJobTimeoutError as exc:
@@ -148,6 +146,8 @@ class SlipstreamJobSensor(BaseSensorOperator):
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
         # Airflow 3.0 applies soft_fail, but not never_fail, to a deferral's outcome, and neither to a
         # lost trigger (its defer timeout); 3.1 and later apply both to both, as this does.
+        if resumed_by_an_earlier_try(context, next_method, next_kwargs):
+            return self.execute(context)  # a fresh try, outside the deferral's soft_fail handling below
         try:
             return super().resume_execution(next_method, next_kwargs, context)
         except AirflowSkipException:

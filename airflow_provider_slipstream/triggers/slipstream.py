@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_slipstream import exceptions
@@ -141,6 +142,10 @@ def result_from_event(event: dict[str, Any] | None) -> dict[str, Any]:
     raise error_class(str(event.get("message") or "The Slipstream trigger reported an unknown error."))
 
 
+#: Where a deferring try records its number on Airflow 3.0 (see resumed_by_an_earlier_try).
+DEFERRED_TRY_XCOM = "slipstream_deferred_try"
+
+
 def defer_to_trigger(
     task: BaseOperator,
     context: Context,
@@ -153,6 +158,10 @@ def defer_to_trigger(
 ) -> None:
     """Defer ``task`` to a :class:`SlipstreamJobTrigger` that waits ``wait`` seconds at most, then
     resume it in its ``execute_complete``."""
+    ti = context["ti"]
+    if not AIRFLOW_V_3_1_PLUS:
+        # A lost trigger's failure has no event to name its try; this XCom does.
+        ti.xcom_push(key=DEFERRED_TRY_XCOM, value=ti.try_number)
     task.defer(
         trigger=SlipstreamJobTrigger(
             job_id=job_id,
@@ -161,7 +170,7 @@ def defer_to_trigger(
             deadline=time.time() + wait,
             competitor_labels=competitor_labels,
             # Which try deferred (not the defer kwargs: `airflow dags test` drops those).
-            try_number=context["ti"].try_number,
+            try_number=ti.try_number,
         ),
         method_name="execute_complete",
         # A backstop for a triggerer that dies; the trigger's own deadline ends first, with a clearer message.
@@ -169,13 +178,20 @@ def defer_to_trigger(
     )
 
 
-def resumed_by_an_earlier_try(context: Context, event: dict[str, Any] | None) -> bool:
+def resumed_by_an_earlier_try(context: Context, next_method: str, next_kwargs: dict[str, Any] | None) -> bool:
     """
-    Whether ``execute_complete`` was handed an earlier try's trigger event.
+    Whether a task is being resumed with an earlier try's deferral outcome.
 
-    Airflow 3.0 (and 3.1.0) keeps a deferral's resume method across retries (apache/airflow#56704):
-    the retry does not run ``execute`` again but re-reads the event that failed the try before, and
-    so fails the same way on every try. Such a retry starts over with ``execute`` instead.
+    Airflow 3.0 keeps a deferral's resume method across retries (apache/airflow#56704): the retry
+    does not run ``execute`` again but re-reads the event (or the lost trigger's failure) that ended
+    the try before, and so fails the same way on every try. Such a retry starts over with
+    ``execute`` instead. Later versions clear the resume method, so this is never true there.
     """
-    deferred_by = (event or {}).get("try_number")
-    return deferred_by is not None and deferred_by != context["ti"].try_number
+    ti = context["ti"]
+    if next_method == "__fail__":  # a lost or failed trigger: no event
+        if AIRFLOW_V_3_1_PLUS:
+            return False
+        deferred_by = ti.xcom_pull(task_ids=ti.task_id, key=DEFERRED_TRY_XCOM, map_indexes=ti.map_index)
+    else:
+        deferred_by = ((next_kwargs or {}).get("event") or {}).get("try_number")
+    return deferred_by is not None and deferred_by != ti.try_number

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
 from airflow.sdk import DAG, Variable, task
 
 from airflow_provider_slipstream.operators.slipstream import SlipstreamRecognizeVideoOperator
@@ -24,8 +25,9 @@ with DAG("slipstream_clear", schedule=None, start_date=datetime(2026, 1, 1), cat
             deferrable=deferrable,
             poll_interval=1,
             timeout=5,
-            # A retry resumes the try's job (the job counts prove it). It also absorbs Airflow 3.0's
-            # scheduler race that fails a just-resumed deferred task before it starts (409 on start).
-            retries=1,
+            # Airflow 3.0's scheduler can fail a just-resumed deferred task before it starts (409 on
+            # start): a retry there resumes the try's job (the job counts prove it). None on 3.1+,
+            # where a failing try must show.
+            retries=0 if AIRFLOW_V_3_1_PLUS else 1,
             retry_delay=timedelta(seconds=1),
         ).expand(video_path=videos)
