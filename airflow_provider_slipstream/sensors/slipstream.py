@@ -144,10 +144,10 @@ class SlipstreamJobSensor(BaseSensorOperator):
             raise AirflowSensorTimeout(str(exc)) from exc
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
-        # Airflow 3.0 applies soft_fail, but not never_fail, to a deferral's outcome, and neither to a
-        # lost trigger (its defer timeout); 3.1 and later apply both to both, as this does.
         if resumed_by_an_earlier_try(context, next_method, next_kwargs):
             return self.execute(context)  # a fresh try, outside the deferral's soft_fail handling below
+        # Airflow 3.0 applies soft_fail, but not never_fail, to a deferral's outcome, and neither to a
+        # lost trigger (its defer timeout); 3.1 and later apply both to both, as this does.
         try:
             return super().resume_execution(next_method, next_kwargs, context)
         except AirflowSkipException:
