@@ -601,6 +601,24 @@ def _deferred_by(ti: FakeTI, try_number: int) -> None:
     ti.xcom_pull = lambda task_ids=None, key="return_value", **kw: try_number if key == DEFERRED_TRY_XCOM else None
 
 
+def _resume_after_lost_trigger(
+    task: Any, ti: FakeTI, context: dict[str, Any], *, deferred_by: int, ended_by: type[BaseException]
+) -> TaskDeferred | None:
+    """
+    Resume ``task`` after a lost trigger of try ``deferred_by``. On 3.0 an earlier try's loss starts
+    the retry over (it defers again: returned); this try's own loss, and any on 3.1+ (which never
+    resumes a retry with it), ends the try with ``ended_by``.
+    """
+    _deferred_by(ti, deferred_by)
+    if deferred_by != ti.try_number and not AIRFLOW_V_3_1_PLUS:
+        with pytest.raises(TaskDeferred) as again:
+            task.resume_execution(*LOST_TRIGGER, context)
+        return again.value
+    with pytest.raises(ended_by):
+        task.resume_execution(*LOST_TRIGGER, context)
+    return None
+
+
 def test_deferred_sensor_retry_handed_an_earlier_trys_outcome_starts_over(
     hook: SlipstreamHook, sim_conn: SimulatorServer
 ) -> None:
@@ -621,17 +639,8 @@ def test_deferred_sensor_retry_handed_an_earlier_trys_outcome_starts_over(
     # The try's own event still decides (soft_fail skips it).
     with pytest.raises(AirflowSkipException):
         sensor.resume_execution("execute_complete", _event_of_try(2, job_id), context)
-    # A lost trigger of an earlier try: on 3.0 the retry starts over; later versions never resume it.
-    _deferred_by(ti, 1)
-    if AIRFLOW_V_3_1_PLUS:
-        with pytest.raises(AirflowSkipException):
-            sensor.resume_execution(*LOST_TRIGGER, context)
-    else:
-        with pytest.raises(TaskDeferred):
-            sensor.resume_execution(*LOST_TRIGGER, context)
-    _deferred_by(ti, 2)  # this try's own lost trigger ends it
-    with pytest.raises(AirflowSkipException):
-        sensor.resume_execution(*LOST_TRIGGER, context)
+    _resume_after_lost_trigger(sensor, ti, context, deferred_by=1, ended_by=AirflowSkipException)
+    _resume_after_lost_trigger(sensor, ti, context, deferred_by=2, ended_by=AirflowSkipException)
 
 
 def test_deferred_recognize_retry_handed_an_earlier_trys_outcome_resumes_its_job(sim_conn: SimulatorServer) -> None:
@@ -651,17 +660,10 @@ def test_deferred_recognize_retry_handed_an_earlier_trys_outcome_resumes_its_job
     assert (second.value.trigger.job_id, second.value.trigger.try_number) == (job_id, 2)  # the same job, again
     with pytest.raises(SlipstreamApiError):
         operator.resume_execution("execute_complete", _event_of_try(2, job_id), context)
-    _deferred_by(ti, 1)
-    if AIRFLOW_V_3_1_PLUS:
-        with pytest.raises(AirflowException):
-            operator.resume_execution(*LOST_TRIGGER, context)
-    else:
-        with pytest.raises(TaskDeferred) as third:
-            operator.resume_execution(*LOST_TRIGGER, context)
-        assert third.value.trigger.job_id == job_id
-    _deferred_by(ti, 2)
-    with pytest.raises(AirflowException):
-        operator.resume_execution(*LOST_TRIGGER, context)
+    again = _resume_after_lost_trigger(operator, ti, context, deferred_by=1, ended_by=AirflowException)
+    if again is not None:
+        assert again.trigger.job_id == job_id
+    _resume_after_lost_trigger(operator, ti, context, deferred_by=2, ended_by=AirflowException)
     assert sim_conn.state.jobs_created == 1
 
 
