@@ -363,6 +363,8 @@ def test_deferrable_sensor_defers_to_the_trigger_and_completes_with_its_event(
     # What the triggerer would do next: run the trigger, then resume the task with its event.
     event = run_trigger(trigger)
     assert sensor.execute_complete(context, event) == expected_result(job_id, "competitor")
+    # Finished on the triggerer: its first poke (in the worker) left nothing in the task state store.
+    assert context["task_state_store"].data == {}
 
 
 def test_deferrable_sensor_returns_a_finished_result_without_deferring(

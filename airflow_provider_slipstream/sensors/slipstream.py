@@ -117,7 +117,7 @@ class SlipstreamJobSensor(BaseSensorOperator):
         self._log_status_change(job, context)
         if not job.is_completed:
             return self._not_yet(context, labels)
-        if (store := context.get("task_state_store")) is not None:
+        if (store := self._poke_store(context)) is not None:
             store.delete(_LAST_STATUS_KEY)  # done: a cleared sensor logs its statuses afresh
         return PokeReturnValue(is_done=True, xcom_value=job.to_result(self.hook.config.competitor_labels_for(labels)))
 
@@ -159,10 +159,17 @@ class SlipstreamJobSensor(BaseSensorOperator):
                 ) from exc
             raise
 
+    def _poke_store(self, context: Context) -> Any:
+        """
+        The task state store (Airflow >= 3.3) in reschedule mode, where each poke is a new process
+        and the last status must outlive it; else None (the sensor object lives through its pokes,
+        and a deferrable sensor finishing on the triggerer would leave the key behind).
+        """
+        return context.get("task_state_store") if self.reschedule and not self.deferrable else None
+
     def _log_status_change(self, job: RecognitionJob, context: Context) -> None:
-        # In reschedule mode each poke is a new process: remember the status in the task state
-        # store (Airflow >= 3.3) so it is logged once per change, not once per poke.
-        store = context.get("task_state_store")
+        # Logged once per change, not once per poke.
+        store = self._poke_store(context)
         previous = store.get(_LAST_STATUS_KEY) if store is not None else self._last_status
         if job.status == previous:
             return

@@ -78,6 +78,8 @@ fnmatch glob if it contains ``*?[`` (e.g. ``/api/v4/video-recognition/*/``). Kin
   default a DRF-style ``{"detail": ...}``), ``content_type`` and ``headers``, e.g.
   ``Fault("status", status=429, headers={"Retry-After": "2"}, remaining=1)``.
 - ``delay``: wait ``seconds``, then handle the request normally.
+- ``hold``: handle the request normally (a submit creates its job), then wait ``seconds`` before
+  answering: the window in which a client that dies has lost the answer to a request that worked.
 - ``drop``: start a 200 declaring Content-Length 1000, send a few bytes, close the
   connection (the client sees an incomplete read).
 - ``malformed``: 200 ``application/json`` whose body is not JSON.

@@ -92,10 +92,12 @@ class FaultMiddleware:
 
         async def send_recorded(message: Message) -> None:
             if message["type"] == "http.response.start":
+                if fault is not None and fault.kind == "hold":
+                    await asyncio.sleep(fault.seconds)
                 record.status = message["status"]
             await send(message)
 
-        if fault is None or fault.kind == "delay":
+        if fault is None or fault.kind in ("delay", "hold"):
             if fault is not None:
                 await asyncio.sleep(fault.seconds)
             await self.app(scope, receive, send_recorded)

@@ -81,6 +81,8 @@ class SimulatorServer:
     """The Slipstream API simulator on 127.0.0.1, in a background thread.
 
     Use as a context manager or call `start()`/`stop()`. `port`/`s3_port` 0 pick free ports.
+    `stop()` then `start()` again is an outage: clients are refused meanwhile, and the server comes
+    back on the same ports with the same state (jobs, uploads, counters), as a restarted API would.
     """
 
     def __init__(
@@ -128,6 +130,8 @@ class SimulatorServer:
             api.socket.close()
             raise
         self._listeners = [api, s3]
+        # A later start() (after an outage) binds these same ports again.
+        self._ports = (api.port, s3.port)
         self._state.s3_base_url = self.s3_url
         self._error = None
         self._thread = threading.Thread(target=self._run, name="slipstream-simulator", daemon=True)

@@ -31,7 +31,7 @@ STORAGE_KEY_PREFIX = "video-recognition/"
 # the totals behind /_sim/stats are plain counters and stay exact.
 REQUEST_LOG_LIMIT = 10_000
 
-FaultKind = Literal["status", "delay", "drop", "malformed", "html"]
+FaultKind = Literal["status", "delay", "hold", "drop", "malformed", "html"]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 _GLOB_CHARS = frozenset("*?[")
 

@@ -5,9 +5,10 @@ Everything listens on 127.0.0.1 on free ports, lives in temporary folders, and i
 teardown by its own process id (each component is the leader of its own process group, and
 the group plus any descendant that left it is ended). Nothing here touches a system service.
 
-The Celery test is switched: it runs when ``SLIPSTREAM_E2E_CELERY=1`` is set, when the ``-m``
-expression names the ``celery`` marker, or when its file is named on the command line.
-Otherwise it is deselected (not skipped), so ``make test`` stays fast.
+The Celery tests (the Celery e2e and the chaos suite) are switched: they run when
+``SLIPSTREAM_E2E_CELERY=1`` is set, when the ``-m`` expression names the ``celery`` marker, or when
+their file is named on the command line.
+Otherwise they are deselected (not skipped), so ``make test`` stays fast.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ import requests
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
+    from tests.e2e.services import PostgresServer, RedisServer
+
 REPO = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO / "example_dags"
 VENV_BIN = Path(sys.executable).parent
@@ -41,7 +44,8 @@ AIRFLOW = str(VENV_BIN / "airflow")
 LOOPBACK = "127.0.0.1"
 
 CELERY_ENV_SWITCH = "SLIPSTREAM_E2E_CELERY"
-CELERY_TEST_FILE = "test_celery_executor.py"
+#: The modules that run on a CeleryExecutor deployment: naming one on the command line selects it.
+CELERY_TEST_FILES = ("test_celery_executor.py", "test_chaos.py")
 
 #: Airflow settings from the caller's environment that must not leak into the test deployment.
 INHERITED_AIRFLOW_PREFIXES = ("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_", "AIRFLOW_HOME", "AIRFLOW_CONFIG")
@@ -66,7 +70,7 @@ def celery_selected(config: pytest.Config) -> bool:
     markexpr = config.getoption("markexpr", default="") or ""
     if re.search(r"\bcelery\b", markexpr) and not re.search(r"\bnot\s+celery\b", markexpr):
         return True
-    return any(CELERY_TEST_FILE in str(arg) for arg in config.invocation_params.args)
+    return any(name in str(arg) for name in CELERY_TEST_FILES for arg in config.invocation_params.args)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -125,6 +129,10 @@ class ManagedProcess:
         self.name = name
         self.argv = argv
         self.log_path = log_path
+        #: What restart() needs to start the same program again.
+        self.spawn: dict[str, Any] = {"env": env, "user": user, "cwd": cwd}
+        #: Set by ProcessRegistry.kill: this process died on purpose, check_alive ignores it.
+        self.killed_at: float | None = None
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         kwargs: dict[str, Any] = {}
         if user is not None:
@@ -215,10 +223,31 @@ class ProcessRegistry:
     def get(self, name: str) -> ManagedProcess:
         return next(p for p in self.processes if p.name == name)
 
+    def kill(self, proc: ManagedProcess) -> float:
+        """
+        SIGKILL the process's group (the program and the children it forked), as when its host or
+        container dies; return the time.monotonic() of the kill. Only this process, by its pid.
+        """
+        children = proc.descendants()
+        proc.killed_at = time.monotonic()
+        os.killpg(proc.pid, signal.SIGKILL)
+        for child in children:  # any that had left the group
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+        proc.popen.wait(30)
+        psutil.wait_procs(children, timeout=10)
+        return proc.killed_at
+
+    def restart(self, proc: ManagedProcess) -> ManagedProcess:
+        """Start the same program again, as a supervisor would: ``<name>#2``, ``#3``... with its own log."""
+        base = proc.name.split("#")[0]
+        count = sum(1 for p in self.processes if p.name.split("#")[0] == base)
+        return self.start(f"{base}#{count + 1}", proc.argv, **proc.spawn)
+
     def check_alive(self) -> None:
-        """Fail fast, with its log, when a component died."""
+        """Fail fast, with its log, when a component died (other than one killed on purpose)."""
         for proc in self.processes:
-            if not proc.alive():
+            if proc.killed_at is None and not proc.alive():
                 raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}; its log ends:\n{proc.tail(60)}")
 
     def stop_all(self) -> None:
@@ -417,13 +446,14 @@ class AirflowDeployment:
     def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> ManagedProcess:
         return self.procs.start(name, [AIRFLOW, *args], env={**self.env, **(env or {})}, cwd=self.home)
 
-    def start_core(self, dag_ids: Iterable[str], timeout: float = 180) -> None:
+    def start_core(self, dag_ids: Iterable[str], timeout: float = 180, *, triggerer: bool = True) -> None:
         """Migrate, start the API server, scheduler, DAG processor and triggerer; wait for the DAGs."""
         self.cli("db", "migrate")
         self.start("api-server", "api-server", "--host", LOOPBACK, "--port", str(self.api_port))
         self.start("dag-processor", "dag-processor")
         self.start("scheduler", "scheduler", "--skip-serve-logs")
-        self.start("triggerer", "triggerer", "--skip-serve-logs")
+        if triggerer:
+            self.start("triggerer", "triggerer", "--skip-serve-logs")
         wait_until(self.api.healthy, timeout, "the API server", check=self.procs.check_alive)
         self.api.login()
 
@@ -554,3 +584,21 @@ def wall_clock() -> Iterator[dict[str, float]]:
     yield marks
     marks["total (module)"] = time.monotonic() - start
     print("\n[e2e] wall time: " + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in marks.items()))
+
+
+@pytest.fixture(scope="module")
+def postgres(process_registry: ProcessRegistry) -> PostgresServer:
+    """A PostgreSQL server of the module's own (services.py imports this module, hence imported here)."""
+    from tests.e2e.services import PostgresServer
+
+    server = PostgresServer(process_registry)
+    # Removed once every process is stopped: the registry stops Airflow before the database.
+    process_registry.after_stop.append(server.remove_files)
+    return server.start()
+
+
+@pytest.fixture(scope="module")
+def redis(process_registry: ProcessRegistry, tmp_path_factory: pytest.TempPathFactory) -> RedisServer:
+    from tests.e2e.services import RedisServer
+
+    return RedisServer(process_registry, tmp_path_factory.mktemp("redis")).start()

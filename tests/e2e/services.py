@@ -1,5 +1,6 @@
 """
-PostgreSQL and Redis for the Celery e2e test, from Debian's packages, run by the test itself.
+PostgreSQL and Redis for the Celery e2e tests, from Debian's packages, run by the test itself, and
+the CeleryExecutor deployment on top of them.
 
 Each listens on 127.0.0.1 on a free port, keeps its data in a temporary folder, and is stopped
 by its process id at teardown. Nothing here uses or changes a system service. When a server is
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import pwd
 import shutil
@@ -22,9 +24,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.e2e.conftest import LOOPBACK, free_port, wait_until
+from tests.e2e.conftest import LOOPBACK, REPO, AirflowDeployment, free_port, wait_until
+from tests.e2e.worker_identity import ENV as WORKER_NAME_ENV
 
 if TYPE_CHECKING:
+    from airflow_provider_slipstream.simulator import SimulatorServer
     from tests.e2e.conftest import ManagedProcess, ProcessRegistry
 
 POSTGRES_HINT = "apt-get install -y postgresql  (the test runs its own server; no system service is used)"
@@ -174,3 +178,66 @@ class RedisServer:
             sock.sendall(b"PING\r\n")
             return sock.recv(64).startswith(b"+PONG")
         return False
+
+
+def celery_deployment(
+    home: Path,
+    registry: ProcessRegistry,
+    sim: SimulatorServer,
+    postgres: PostgresServer,
+    redis: RedisServer,
+    *,
+    concurrency: int,
+    extra_env: dict[str, str] | None = None,
+) -> AirflowDeployment:
+    """A CeleryExecutor deployment on this PostgreSQL and Redis, its connection at the simulator."""
+    conn = json.dumps({"conn_type": "slipstream", "host": sim.url, "password": sim.state.api_key})
+    return AirflowDeployment(
+        home,
+        registry,
+        executor="CeleryExecutor",
+        slipstream_conn=conn,
+        extra_env={
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.sqlalchemy_url,
+            "AIRFLOW__CELERY__BROKER_URL": redis.url,
+            # The driver is named: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, not psycopg2.
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{postgres.sqlalchemy_url}",
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(concurrency),
+            "AIRFLOW__CORE__PARALLELISM": "32",
+            "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "32",
+            **(extra_env or {}),
+        },
+    )
+
+
+def start_celery_worker(airflow: AirflowDeployment, name: str, concurrency: int, timeout: float) -> ManagedProcess:
+    """One Celery worker named ``name`` (its task instances record it as their hostname), once ready."""
+    worker = airflow.start(
+        f"celery-worker-{name}",
+        "celery",
+        "worker",
+        "--celery-hostname",
+        f"{name}@%h",
+        "--concurrency",
+        str(concurrency),
+        "--skip-serve-logs",
+        "--without-mingle",
+        "--without-gossip",
+        env={
+            # Task instances record this worker's name as their hostname (see worker_identity.py).
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.e2e.worker_identity.hostname",
+            WORKER_NAME_ENV: name,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        },
+    )
+    wait_celery_ready(airflow, worker, timeout)
+    return worker
+
+
+def wait_celery_ready(airflow: AirflowDeployment, worker: ManagedProcess, timeout: float) -> None:
+    wait_until(
+        lambda: " ready." in worker.log_text(),
+        timeout,
+        f"Celery worker {worker.name} to be ready",
+        check=airflow.procs.check_alive,
+    )

@@ -16,7 +16,6 @@ test fails, with the install command, when they are not.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections import Counter
@@ -27,9 +26,8 @@ import pytest
 
 from airflow_provider_slipstream.simulator import SimulatorServer, SimulatorState
 from tests.contract import expected_result
-from tests.e2e.conftest import REPO, AirflowDeployment, TaskInstanceWatcher, wait_until
-from tests.e2e.services import PostgresServer, RedisServer
-from tests.e2e.worker_identity import ENV as WORKER_NAME_ENV
+from tests.e2e.conftest import AirflowDeployment, TaskInstanceWatcher
+from tests.e2e.services import PostgresServer, celery_deployment, start_celery_worker
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -83,65 +81,14 @@ def sim() -> Iterator[SimulatorServer]:
 
 
 @pytest.fixture(scope="module")
-def postgres(process_registry) -> PostgresServer:
-    server = PostgresServer(process_registry)
-    # Removed once every process is stopped: the registry stops Airflow before the database.
-    process_registry.after_stop.append(server.remove_files)
-    return server.start()
-
-
-@pytest.fixture(scope="module")
-def redis(process_registry, tmp_path_factory) -> RedisServer:
-    return RedisServer(process_registry, tmp_path_factory.mktemp("redis")).start()
-
-
-@pytest.fixture(scope="module")
 def deployment(sim, postgres, redis, process_registry, tmp_path_factory, wall_clock) -> AirflowDeployment:
     start = time.monotonic()
-    conn = json.dumps({"conn_type": "slipstream", "host": sim.url, "password": sim.state.api_key})
-    airflow = AirflowDeployment(
-        tmp_path_factory.mktemp("airflow_home"),
-        process_registry,
-        executor="CeleryExecutor",
-        slipstream_conn=conn,
-        extra_env={
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.sqlalchemy_url,
-            "AIRFLOW__CELERY__BROKER_URL": redis.url,
-            # The driver is named: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, not psycopg2.
-            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{postgres.sqlalchemy_url}",
-            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(CONCURRENCY),
-            "AIRFLOW__CORE__PARALLELISM": "32",
-            "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "32",
-        },
+    airflow = celery_deployment(
+        tmp_path_factory.mktemp("airflow_home"), process_registry, sim, postgres, redis, concurrency=CONCURRENCY
     )
     airflow.start_core([BATCH], timeout=STARTUP_TIMEOUT)
     for name in WORKERS:
-        airflow.start(
-            f"celery-worker-{name}",
-            "celery",
-            "worker",
-            "--celery-hostname",
-            f"{name}@%h",
-            "--concurrency",
-            str(CONCURRENCY),
-            "--skip-serve-logs",
-            "--without-mingle",
-            "--without-gossip",
-            env={
-                # Task instances record this worker's name as their hostname (see worker_identity.py).
-                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.e2e.worker_identity.hostname",
-                WORKER_NAME_ENV: name,
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-            },
-        )
-    for name in WORKERS:
-        worker = process_registry.get(f"celery-worker-{name}")
-        wait_until(
-            lambda worker=worker: " ready." in worker.log_text(),
-            STARTUP_TIMEOUT,
-            f"Celery worker {name} to be ready",
-            check=process_registry.check_alive,
-        )
+        start_celery_worker(airflow, name, CONCURRENCY, STARTUP_TIMEOUT)
     wall_clock["start-up (postgres, redis, airflow, 2 workers)"] = time.monotonic() - start
     return airflow
 

@@ -416,6 +416,25 @@ def test_delay_fault_then_normal_handling(slipstream_simulator: SimulatorServer)
     assert slipstream_simulator.state.requests[-1].status == 404
 
 
+def test_hold_fault_handles_the_request_then_holds_the_answer(slipstream_simulator: SimulatorServer) -> None:
+    slipstream_simulator.state.add_fault(Fault("hold", path=SUBMIT, method="POST", seconds=0.4, remaining=1))
+    started = time.monotonic()
+    answered: list[requests.Response] = []
+    thread = threading.Thread(target=lambda: answered.append(submit_file(slipstream_simulator, "internal_clip.mp4")))
+    thread.start()
+    wait_until = time.monotonic() + 5
+    while slipstream_simulator.state.jobs_created == 0 and time.monotonic() < wait_until:
+        time.sleep(0.01)
+    # The job exists while the client still waits for its answer.
+    assert slipstream_simulator.state.jobs_created == 1
+    assert not answered
+    thread.join(5)
+    assert time.monotonic() - started >= 0.4
+    assert answered[0].status_code == 201
+    assert answered[0].json()["job_id"] in slipstream_simulator.state.jobs
+    assert slipstream_simulator.state.requests[-1].fault == "hold"
+
+
 def test_drop_fault_breaks_the_response(slipstream_simulator: SimulatorServer) -> None:
     slipstream_simulator.state.add_fault(Fault("drop", path=JOB_GLOB, remaining=1))
     with pytest.raises((requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError)):
@@ -562,6 +581,27 @@ def test_server_starts_fast_and_stops_cleanly() -> None:
         urls = (sim.url, sim.s3_url)
     assert all(_port_is_closed(url) for url in urls)
     assert set(threading.enumerate()) <= threads_before
+
+
+def test_a_stopped_simulator_comes_back_on_its_ports_with_its_state() -> None:
+    """stop() then start() is an outage: refused meanwhile, then the same URLs answer for the same jobs."""
+    with SimulatorServer() as sim:
+        job_id = submit_file(sim, "internal_clip.mp4").json()["job_id"]
+        target = new_upload(sim)
+        urls = (sim.url, sim.s3_url)
+        sim.stop()
+        assert all(_port_is_closed(url) for url in urls)
+        with pytest.raises(requests.ConnectionError):
+            get_job_at(urls[0], job_id)
+        sim.start()
+        assert (sim.url, sim.s3_url) == urls
+        assert get_job(sim, job_id).json()["job_id"] == job_id
+        assert put(target).status_code == 200  # a URL issued before the outage still verifies
+        assert sim.state.jobs_created == 1
+
+
+def get_job_at(url: str, job_id: str) -> requests.Response:
+    return requests.get(f"{url}{SUBMIT}{job_id}/", headers=AUTH, timeout=5)
 
 
 def test_two_simulators_are_independent() -> None:
