@@ -131,7 +131,7 @@ class ManagedProcess:
         self.log_path = log_path
         #: What restart() needs to start the same program again.
         self.spawn: dict[str, Any] = {"env": env, "user": user, "cwd": cwd}
-        #: Set by ProcessRegistry.kill: this process died on purpose, check_alive ignores it.
+        #: time.monotonic() of ProcessRegistry.kill: this process died on purpose, check_alive ignores it.
         self.killed_at: float | None = None
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         kwargs: dict[str, Any] = {}
@@ -223,10 +223,14 @@ class ProcessRegistry:
     def get(self, name: str) -> ManagedProcess:
         return next(p for p in self.processes if p.name == name)
 
-    def kill(self, proc: ManagedProcess) -> float:
+    def latest(self, name: str) -> ManagedProcess:
+        """The newest process started as ``name`` or as one of its restarts (``name#2``...)."""
+        return next(p for p in reversed(self.processes) if p.name.split("#")[0] == name)
+
+    def kill(self, proc: ManagedProcess) -> None:
         """
         SIGKILL the process's group (the program and the children it forked), as when its host or
-        container dies; return the time.monotonic() of the kill. Only this process, by its pid.
+        container dies. Only this process, by its pid.
         """
         children = proc.descendants()
         proc.killed_at = time.monotonic()
@@ -236,7 +240,6 @@ class ProcessRegistry:
                 child.kill()
         proc.popen.wait(30)
         psutil.wait_procs(children, timeout=10)
-        return proc.killed_at
 
     def restart(self, proc: ManagedProcess) -> ManagedProcess:
         """Start the same program again, as a supervisor would: ``<name>#2``, ``#3``... with its own log."""

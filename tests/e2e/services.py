@@ -223,15 +223,19 @@ def start_celery_worker(airflow: AirflowDeployment, name: str, concurrency: int,
         "--skip-serve-logs",
         "--without-mingle",
         "--without-gossip",
-        env={
-            # Task instances record this worker's name as their hostname (see worker_identity.py).
-            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.e2e.worker_identity.hostname",
-            WORKER_NAME_ENV: name,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-        },
+        env=host_named(name),
     )
     wait_celery_ready(airflow, worker, timeout)
     return worker
+
+
+def host_named(name: str) -> dict[str, str]:
+    """Environment under which a component records ``name`` as its host (see worker_identity.py)."""
+    return {
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.e2e.worker_identity.hostname",
+        WORKER_NAME_ENV: name,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
 
 
 def wait_celery_ready(airflow: AirflowDeployment, worker: ManagedProcess, timeout: float) -> None:

@@ -17,7 +17,6 @@ or this file named); ``-m "not slow"`` leaves out the two 60 s outages.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,9 +29,8 @@ import pytest
 
 from airflow_provider_slipstream.simulator import Fault, SimulatorServer, SimulatorState
 from tests.contract import expected_result
-from tests.e2e.conftest import REPO, TaskInstanceWatcher, wait_until
-from tests.e2e.services import celery_deployment, start_celery_worker, wait_celery_ready
-from tests.e2e.worker_identity import ENV as HOST_NAME_ENV
+from tests.e2e.conftest import TaskInstanceWatcher, wait_until
+from tests.e2e.services import celery_deployment, host_named, start_celery_worker, wait_celery_ready
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -139,7 +137,7 @@ class Chaos:
 
     def worker(self, name: str) -> ManagedProcess:
         """The live process of Celery worker ``name`` (the newest one started under that name)."""
-        return next(p for p in reversed(self.procs.processes) if p.name.startswith(f"celery-worker-{name}"))
+        return self.procs.latest(f"celery-worker-{name}")
 
     def sample_store(self, _tis: list[dict[str, Any]]) -> None:
         """For the duplicate window: when each job id reached the task state store (read while runs go on)."""
@@ -160,14 +158,6 @@ def clip_name(filename: str) -> str:
 def start_triggerer(airflow: AirflowDeployment, name: str) -> ManagedProcess:
     """A triggerer whose job records ``name`` as its host, so that the triggerers can be told apart."""
     return airflow.start(name, "triggerer", "--skip-serve-logs", env=host_named(name))
-
-
-def host_named(name: str) -> dict[str, str]:
-    return {
-        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.e2e.worker_identity.hostname",
-        HOST_NAME_ENV: name,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-    }
 
 
 @pytest.fixture(scope="module")
@@ -384,7 +374,7 @@ def polls(chaos: Chaos, clips: dict[str, list[Path]]) -> int:
     """Status requests for the jobs of these clips."""
     names = {path.name for paths in clips.values() for path in paths}
     paths = {JOB_PATH.format(job.job_id) for job in chaos.sim.state.jobs.values() if clip_name(job.filename) in names}
-    return sum(1 for record in chaos.sim.state.requests if record.method == "GET" and record.path in paths)
+    return sum(chaos.sim.state.count("GET", path) for path in paths)
 
 
 def test_worker_killed_during_a_reschedule_poke_the_retry_waits_for_the_same_job(chaos: Chaos):
@@ -469,7 +459,7 @@ def restart_under_load(chaos: Chaos, component: str) -> Ledger:
     chaos.sim.state.configure(processing_seconds=25)
     with TaskInstanceWatcher(chaos.api, interval=1.0, sample=chaos.sample_store):
         clips = mixed_run(chaos, component)
-        victim = next(p for p in reversed(chaos.procs.processes) if p.name.split("#")[0] == component)
+        victim = chaos.procs.latest(component)
         fault_at = time.time()
         chaos.procs.kill(victim)
         time.sleep(RESTART_DELAY)
