@@ -226,6 +226,15 @@ SUBMIT_FAULTS: dict[str, SubmitCase] = {
         jobs=1,
         outcome=Succeeds("internal"),
     ),
+    # Refused for longer than the connection's retry budget: re-sent until the wait's bound instead.
+    "submit-503-beyond-the-retry-budget": SubmitCase(
+        lambda: Fault(
+            "status", path=SUBMIT_ONLY, method="POST", status=503, remaining=FAST_RETRY_EXTRA["max_retries"] + 2
+        ),
+        posts=FAST_RETRY_EXTRA["max_retries"] + 3,
+        jobs=1,
+        outcome=Succeeds("internal"),
+    ),
     # A 500 or a dropped answer may come after the job was created: never re-sent (no idempotency
     # key), although a second POST would succeed here (the faults strike once).
     "submit-500": SubmitCase(

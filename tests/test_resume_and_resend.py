@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from types import SimpleNamespace
 from typing import Any, ClassVar
@@ -48,6 +49,22 @@ def test_submit_that_never_reached_the_server_is_resent(monkeypatch):
     retries = [w for w in log.warnings("Could not reach Slipstream") if "Retry" in w]
     assert len(retries) == FAST_RETRY_EXTRA["max_retries"]
     assert "may still have created a job" not in str(err.value)
+
+
+def test_submit_with_a_deadline_rides_out_an_outage_beyond_the_retry_budget(sim_conn, monkeypatch):
+    log = LogRecorder()
+    monkeypatch.setattr(SlipstreamHook, "log", log)
+    sim_conn.stop()  # every connect is refused until the simulator is back on its port
+    back = threading.Timer(2.0, sim_conn.start)
+    back.start()
+    try:
+        job = SlipstreamHook().submit_file(sample_videos()["internal"], deadline=time.monotonic() + 30)
+    finally:
+        back.join()
+
+    retries = [w for w in log.warnings("Could not reach Slipstream") if "until the task's bound" in w]
+    assert len(retries) > FAST_RETRY_EXTRA["max_retries"]
+    assert list(sim_conn.state.jobs) == [job.job_id]
 
 
 class FakeVariables:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 import uuid
 from datetime import timedelta
@@ -818,13 +819,15 @@ def test_stored_job_is_resumed_only_for_the_same_input(hook: SlipstreamHook, sim
 class RecordingStore(FakeStateStore):
     """A task state store that logs its writes into a shared list of events."""
 
-    def __init__(self, events: list[str], fail_writes: bool = False) -> None:
+    def __init__(self, events: list[str], fail_writes: float = 0) -> None:
         super().__init__()
+        #: How many writes fail (the API server restarting); ``math.inf``: all of them.
         self.events, self.fail_writes = events, fail_writes
 
     def set(self, key: str, value: Any, *, retention: timedelta | None = None) -> None:
         self.events.append("store")
-        if self.fail_writes:
+        if self.fail_writes > 0:
+            self.fail_writes -= 1
             raise ConnectionError("the execution API is down")
         super().set(key, value, retention=retention)
 
@@ -865,15 +868,31 @@ def test_job_id_is_stored_before_any_other_round_trip_after_the_submit(sim_conn:
     assert result == expected_result(store.writes[0][1]["job_id"], "external")
 
 
-def test_a_failed_store_write_does_not_fail_the_try(sim_conn: SimulatorServer) -> None:
-    # Failing here would make the retry submit a second job; carrying on finishes the one job there is.
+def test_a_store_write_is_retried_until_the_api_server_takes_it(sim_conn: SimulatorServer) -> None:
+    # An API server restart: without the record, a retry of this task would submit a second job.
     events: list[str] = []
     ti = FakeTI()
-    operator = SlipstreamRecognizeVideoOperator(task_id="recognize", video_path=sample_videos()["internal"])
+    store = RecordingStore(events, fail_writes=2)
+    operator = SlipstreamSubmitVideoOperator(task_id="submit", video_path=sample_videos()["internal"])
 
-    result = operator.execute(make_context(ti, RecordingStore(events, fail_writes=True)))
+    job_id = operator.execute(make_context(ti, store))
 
-    assert events == ["store"]
+    assert events == ["store", "store", "store"]
+    assert store.writes == [(JOB_KEY, {"job_id": job_id, "video": operator.video}), (JOB_KEY, None)]
+    assert sim_conn.state.jobs_created == 1
+
+
+def test_a_store_write_that_never_lands_does_not_fail_the_try(sim_conn: SimulatorServer) -> None:
+    # Past the try's bound the try carries on: it finishes the one job there is.
+    events: list[str] = []
+    ti = FakeTI()
+    operator = SlipstreamRecognizeVideoOperator(
+        task_id="recognize", video_path=sample_videos()["internal"], timeout=3, poll_interval=0.2
+    )
+
+    result = operator.execute(make_context(ti, RecordingStore(events, fail_writes=math.inf)))
+
+    assert len(events) >= 2, "retried within the bound"
     assert sim_conn.state.jobs_created == 1
     assert result == expected_result(ti.pushed[0][1], "internal")
 

@@ -56,11 +56,13 @@ class _Retry(Exception):
 class _Attempts:
     """Counts the attempts of one request and says how long to wait before the next one."""
 
-    def __init__(self, policy: RetryPolicy, log: Any, deadline: float | None) -> None:
+    def __init__(self, policy: RetryPolicy, log: Any, deadline: float | None, *, until_deadline: bool = False) -> None:
         self.policy, self.log, self.deadline, self.number = policy, log, deadline, 0
+        # A submit that provably created nothing may be re-sent for as long as its task's bound allows.
+        self.until_deadline = until_deadline and deadline is not None
 
     def next_delay(self, retry: _Retry) -> float:
-        if self.number >= self.policy.max_retries:
+        if self.number >= self.policy.max_retries and not self.until_deadline:
             raise retry.error
         self.number += 1
         delay = self.policy.delay(self.number, retry.retry_after)
@@ -73,7 +75,8 @@ class _Attempts:
                 ) from retry.error
             # A long Retry-After (or backoff) would overrun the caller's wait: try once more at its end.
             delay = left
-        self.log.warning("%s Retry %d of %d in %.1f s.", retry.error, self.number, self.policy.max_retries, delay)
+        of = "until the task's bound" if self.until_deadline else f"of {self.policy.max_retries}"
+        self.log.warning("%s Retry %d %s in %.1f s.", retry.error, self.number, of, delay)
         return delay
 
 
@@ -205,40 +208,57 @@ class SlipstreamHook(BaseHook):
         )
         return RecognitionJob.from_api(data)
 
-    def submit_file(self, path: VideoPath) -> RecognitionJob:
-        """Submit a video as one streamed multipart upload (up to 100 MB)."""
-        return self._post_file(open_video(path, max_bytes=MAX_DIRECT_UPLOAD_BYTES))
+    # The submit methods take a ``deadline`` (a ``time.monotonic()`` value, e.g. a task's bound): until
+    # then, requests that provably created no job (refused connections, 429, 503; the upload steps'
+    # transient errors) are re-sent beyond the connection's ``max_retries``. Without one, it bounds them.
 
-    def create_upload_url(self, filename: str) -> UploadTarget:
+    def submit_file(self, path: VideoPath, *, deadline: float | None = None) -> RecognitionJob:
+        """Submit a video as one streamed multipart upload (up to 100 MB)."""
+        return self._post_file(open_video(path, max_bytes=MAX_DIRECT_UPLOAD_BYTES), deadline)
+
+    def create_upload_url(self, filename: str, *, deadline: float | None = None) -> UploadTarget:
         """Ask for a one-time presigned URL to upload ``filename`` to."""
         validate_filename(filename)
         data = self._request(
-            "POST", f"{API_PREFIX}upload-url/", what=f"an upload URL for {filename!r}", json={"filename": filename}
+            "POST",
+            f"{API_PREFIX}upload-url/",
+            what=f"an upload URL for {filename!r}",
+            json={"filename": filename},
+            deadline=deadline,
+            until_deadline=True,
         )
         return UploadTarget.from_api(data)
 
-    def upload_to_url(self, target: UploadTarget, path: VideoPath) -> None:
+    def upload_to_url(self, target: UploadTarget, path: VideoPath, *, deadline: float | None = None) -> None:
         """PUT the file to a presigned URL: streamed, with the pinned Content-Type and no Authorization."""
-        self._put_file(target, open_video(path))
+        self._put_file(target, open_video(path), deadline)
 
-    def submit_storage_key(self, storage_key: str) -> RecognitionJob:
+    def submit_storage_key(self, storage_key: str, *, deadline: float | None = None) -> RecognitionJob:
         """Submit a video already uploaded to a presigned URL."""
         storage_key = validate_storage_key(storage_key)
         data = self._request(
-            "POST", API_PREFIX, what=f"the video {storage_key!r}", json={"storage_key": storage_key}, submit=True
+            "POST",
+            API_PREFIX,
+            what=f"the video {storage_key!r}",
+            json={"storage_key": storage_key},
+            submit=True,
+            deadline=deadline,
+            until_deadline=True,
         )
         return self._submitted(data)
 
-    def submit_video(self, path: VideoPath, *, method: UploadMethod = "auto") -> RecognitionJob:
+    def submit_video(
+        self, path: VideoPath, *, method: UploadMethod = "auto", deadline: float | None = None
+    ) -> RecognitionJob:
         """Submit a local or object-storage video, directly or through a presigned upload."""
         if method not in ("auto", "direct", "presigned"):
             raise ValueError(f"upload method must be 'auto', 'direct' or 'presigned', not {method!r}")
         video = open_video(path, max_bytes=MAX_DIRECT_UPLOAD_BYTES if method == "direct" else None)
         if method == "direct" or (method == "auto" and video.size <= self.presigned_threshold_bytes):
-            return self._post_file(video)
-        target = self.create_upload_url(video.name)
-        self._put_file(target, video)
-        return self.submit_storage_key(target.storage_key)
+            return self._post_file(video, deadline)
+        target = self.create_upload_url(video.name, deadline=deadline)
+        self._put_file(target, video, deadline)
+        return self.submit_storage_key(target.storage_key, deadline=deadline)
 
     def wait_for_job(self, job_id: str, *, poll_interval: float = 3.0, timeout: float | None = None) -> RecognitionJob:
         """
@@ -314,19 +334,35 @@ class SlipstreamHook(BaseHook):
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def _post_file(self, video: VideoFile) -> RecognitionJob:
+    def _post_file(self, video: VideoFile, deadline: float | None) -> RecognitionJob:
         def body() -> tuple[StreamingBody, dict[str, str]]:
             data, content_type = multipart_body(video)
             return data, {"Content-Type": content_type}
 
-        data = self._request("POST", API_PREFIX, what=f"the upload of {video.name!r}", body=body, submit=True)
+        data = self._request(
+            "POST",
+            API_PREFIX,
+            what=f"the upload of {video.name!r}",
+            body=body,
+            submit=True,
+            deadline=deadline,
+            until_deadline=True,
+        )
         return self._submitted(data)
 
-    def _put_file(self, target: UploadTarget, video: VideoFile) -> None:
+    def _put_file(self, target: UploadTarget, video: VideoFile, deadline: float | None) -> None:
         def body() -> tuple[StreamingBody, dict[str, str]]:
             return StreamingBody(video), {"Content-Type": target.content_type}
 
-        self._request("PUT", target.upload_url, what=f"the presigned upload of {video.name!r}", body=body, api=False)
+        self._request(
+            "PUT",
+            target.upload_url,
+            what=f"the presigned upload of {video.name!r}",
+            body=body,
+            api=False,
+            deadline=deadline,
+            until_deadline=True,
+        )
 
     def _submitted(self, data: Any) -> RecognitionJob:
         job = RecognitionJob.from_api(data)
@@ -345,10 +381,11 @@ class SlipstreamHook(BaseHook):
         submit: bool = False,
         api: bool = True,
         deadline: float | None = None,
+        until_deadline: bool = False,
         policy: RetryPolicy | None = None,
     ) -> Any:
         config = self.config
-        attempts = _Attempts(policy or config.retry, self.log, deadline)
+        attempts = _Attempts(policy or config.retry, self.log, deadline, until_deadline=until_deadline)
         while True:
             try:
                 return self._send(method, path_or_url, config, what, json, body, job_id, submit, api)

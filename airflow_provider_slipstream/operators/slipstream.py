@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
@@ -13,6 +15,7 @@ from airflow_provider_slipstream._resumable import JobLedger, StoredJob
 from airflow_provider_slipstream.exceptions import SlipstreamJobNotCompletedError, SlipstreamJobNotFoundError
 from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook, UploadMethod
 from airflow_provider_slipstream.models import MatchKind, RecognitionJob
+from airflow_provider_slipstream.retry import RetryPolicy
 from airflow_provider_slipstream.triggers.slipstream import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_WAIT_TIMEOUT,
@@ -28,6 +31,9 @@ if TYPE_CHECKING:
     from airflow_provider_slipstream.uploads import VideoPath
 
 _UI_COLOR = "#d9f0e8"
+#: Backoff between attempts to store a new job's id: short, so that the record lands soon after an
+#: API server restart, before a retry of this task (if the scheduler gave up on this try) reads it.
+_LEDGER_RETRY = RetryPolicy(backoff_base=0.5, backoff_max=4.0)
 
 
 class _SlipstreamSubmitBase(BaseOperator):
@@ -38,6 +44,9 @@ class _SlipstreamSubmitBase(BaseOperator):
     round trip after the submit, then pushed to XCom (key ``job_id``). A stored job is resumed only
     for the same input and is removed once the task succeeded: clearing a succeeded task submits
     again. ``durable=False`` turns resuming off.
+
+    While Slipstream is unreachable or answers 429/503, a submit that provably created no job is
+    re-sent until the try's bound (see :meth:`wait_seconds`), beyond the connection's ``max_retries``.
     """
 
     template_fields: Sequence[str] = ("video_path", "storage_key", "slipstream_conn_id")
@@ -84,11 +93,23 @@ class _SlipstreamSubmitBase(BaseOperator):
         stored = ledger.get() if ledger is not None else None
         job = self._resume(stored) if stored is not None else None
         if job is None:
-            job = self._submit()
+            # An outage is ridden out until the try's bound, as a wait would: a submit that provably
+            # created nothing is re-sent, and the new job's id waits for the API server to take it.
+            deadline = time.monotonic() + self.wait_seconds(context)
+            job = self._submit(deadline)
             if ledger is not None:
-                self._remember(ledger, StoredJob(job.job_id, self.video))
+                self._remember(ledger, StoredJob(job.job_id, self.video), deadline)
         context["ti"].xcom_push(key="job_id", value=job.job_id)
         return job
+
+    def wait_seconds(self, context: Context) -> float:
+        """How long this try rides out an outage: what is left of ``execution_timeout``, else the default."""
+        if self.execution_timeout is None:
+            return DEFAULT_WAIT_TIMEOUT.total_seconds()
+        # Airflow 3 does not count a deferral against execution_timeout: the trigger must.
+        started = getattr(context["ti"], "start_date", None)
+        spent = (datetime.now(timezone.utc) - started).total_seconds() if started else 0.0
+        return max(self.execution_timeout.total_seconds() - spent, 0.0)
 
     def forget(self, context: Context) -> None:
         """The task succeeded: drop its stored job, so nothing is left and a clear submits afresh."""
@@ -112,20 +133,36 @@ class _SlipstreamSubmitBase(BaseOperator):
         self.log.info("Resuming Slipstream job %s (%s) of an earlier try for %s", job.job_id, job.status, self.video)
         return job
 
-    def _submit(self) -> RecognitionJob:
+    def _submit(self, deadline: float) -> RecognitionJob:
         if self.storage_key is not None:
-            return self.hook.submit_storage_key(self.storage_key)
-        return self.hook.submit_video(self.video_path, method=self.upload_method)
+            return self.hook.submit_storage_key(self.storage_key, deadline=deadline)
+        return self.hook.submit_video(self.video_path, method=self.upload_method, deadline=deadline)
 
-    def _remember(self, ledger: JobLedger, stored: StoredJob) -> None:
-        try:
-            ledger.put(stored)
-        except Exception:
-            # The job exists and this try can still finish it: failing here would make the retry submit
-            # a second job, so only a second failure (this worker dying too) can lead to a duplicate.
-            self.log.warning(
-                "Could not store Slipstream job %s for a later try; carrying on with it", stored.job_id, exc_info=True
-            )
+    def _remember(self, ledger: JobLedger, stored: StoredJob, deadline: float) -> None:
+        """
+        Store the job for a later try, retrying while the API server is away (a restart).
+
+        Without the record a later try submits a second job; and while the API server is away this
+        try cannot report anything either, so waiting for it costs nothing. Past the deadline the try
+        carries on: the job exists and this try may still finish it.
+        """
+        for attempt in itertools.count(1):
+            try:
+                ledger.put(stored)
+                return
+            except Exception:
+                delay = _LEDGER_RETRY.delay(attempt)
+                if time.monotonic() + delay > deadline:
+                    self.log.warning(
+                        "Could not store Slipstream job %s for a later try; carrying on with it",
+                        stored.job_id,
+                        exc_info=True,
+                    )
+                    return
+                self.log.warning(
+                    "Could not store Slipstream job %s yet; trying again in %.1f s", stored.job_id, delay, exc_info=True
+                )
+            time.sleep(delay)
 
 
 class SlipstreamSubmitVideoOperator(_SlipstreamSubmitBase):
@@ -166,7 +203,8 @@ class SlipstreamRecognizeVideoOperator(_SlipstreamSubmitBase):
     :param poll_interval: Seconds between polls (the API asks for 2 to 5).
     :param timeout: Longest wait for the result, in seconds or as a timedelta. Default: what is left
         of the task's ``execution_timeout``, else ``DEFAULT_WAIT_TIMEOUT`` (one hour). Reaching
-        it fails the try with ``SlipstreamJobTimeoutError``; a retry resumes the same job.
+        it fails the try with ``SlipstreamJobTimeoutError``; a retry resumes the same job. It also
+        bounds how long a submit is re-sent while Slipstream is unreachable.
     :param deferrable: Wait on the triggerer; defaults to ``[operators] default_deferrable``.
     :param competitor_labels: Labels that count as competitor libraries (templated: a list, or a string
         rendered from one: comma-separated, or a JSON or Python list literal); defaults to the
@@ -229,12 +267,7 @@ class SlipstreamRecognizeVideoOperator(_SlipstreamSubmitBase):
         """The bound of this try's wait: ``timeout``, else what is left of ``execution_timeout``, else the default."""
         if self.timeout is not None:
             return self.timeout
-        if self.execution_timeout is None:
-            return DEFAULT_WAIT_TIMEOUT.total_seconds()
-        # Airflow 3 does not count a deferral against execution_timeout: the trigger must.
-        started = getattr(context["ti"], "start_date", None)
-        spent = (datetime.now(timezone.utc) - started).total_seconds() if started else 0.0
-        return max(self.execution_timeout.total_seconds() - spent, self.poll_interval)
+        return max(super().wait_seconds(context), self.poll_interval)
 
 
 class SlipstreamGetTrackOperator(BaseOperator):
