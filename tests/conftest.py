@@ -17,7 +17,13 @@ from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
 #: Fast retries keep fault tests short; the policy itself is the production one.
-FAST_RETRY_EXTRA = {"retry_backoff": 0.05, "retry_backoff_max": 0.2, "max_retries": 3, "timeout": 5}
+FAST_RETRY_EXTRA = {
+    "retry_backoff": 0.05,
+    "retry_backoff_max": 0.2,
+    "max_retries": 3,
+    "timeout": 5,
+    "connect_timeout": 2,
+}
 
 
 @pytest.fixture

@@ -62,7 +62,7 @@ def test_submit_with_a_deadline_rides_out_an_outage_beyond_the_retry_budget(sim_
     finally:
         back.join()
 
-    retries = [w for w in log.warnings("Could not reach Slipstream") if "until the task's bound" in w]
+    retries = [w for w in log.warnings("Could not reach Slipstream") if "within the task's bound" in w]
     assert len(retries) > FAST_RETRY_EXTRA["max_retries"]
     assert list(sim_conn.state.jobs) == [job.job_id]
 
@@ -123,3 +123,37 @@ def test_variable_fallback_keys_fit_the_variable_key_limit():
     key = variable_key(long_id, long_id, long_id, 10_000)
     assert len(key) <= 250  # Variable.key is a String(ID_LEN) column
     assert key != variable_key(long_id, long_id, long_id, 10_001)
+
+
+def test_a_submit_is_never_re_sent_at_the_moment_airflow_ends_the_try(sim_conn):
+    """A re-send aimed at execution_timeout's end could create a job as Airflow kills the try."""
+    from datetime import datetime, timedelta, timezone
+
+    try:  # what the task runner arms around execute: the SDK's, or core's on older 3.x
+        from airflow.sdk.exceptions import AirflowTaskTimeout
+        from airflow.sdk.execution_time.timeout import timeout as airflow_timeout
+    except ImportError:
+        from airflow.exceptions import AirflowTaskTimeout  # type: ignore[no-redef]
+        from airflow.utils.timeout import timeout as airflow_timeout  # type: ignore[no-redef]
+
+    from airflow_provider_slipstream.operators.slipstream import SlipstreamSubmitVideoOperator
+    from airflow_provider_slipstream.simulator import Fault
+    from tests.test_sensor_operators import FakeStateStore, FakeTI, make_context
+
+    # Slipstream asks for 100 s, far past the try's end; then it is back, slow to answer.
+    path = "/api/v4/video-recognition/"
+    sim_conn.state.add_fault(
+        Fault("status", path=path, method="POST", status=503, headers={"Retry-After": "100"}, remaining=1)
+    )
+    sim_conn.state.add_fault(Fault("hold", path=path, method="POST", seconds=0.7, remaining=1))
+    ti = FakeTI()
+    ti.start_date = datetime.now(timezone.utc) - timedelta(seconds=1)  # the worker's start-up, before execute
+    operator = SlipstreamSubmitVideoOperator(
+        task_id="submit", video_path=sample_videos()["internal"], execution_timeout=timedelta(seconds=4)
+    )
+    with pytest.raises(AirflowTaskTimeout), airflow_timeout(4):  # as Airflow's task runner runs execute
+        operator.execute(make_context(ti, FakeStateStore()))
+
+    time.sleep(1.0)  # a POST sent at the end would have created its job by now
+    assert sim_conn.state.jobs_created == 0
+    assert [r.fault for r in sim_conn.state.requests if r.method == "POST"] == ["status"]

@@ -57,15 +57,23 @@ class _Attempts:
     """Counts the attempts of one request and says how long to wait before the next one."""
 
     def __init__(self, policy: RetryPolicy, log: Any, deadline: float | None, *, until_deadline: bool = False) -> None:
-        self.policy, self.log, self.deadline, self.number = policy, log, deadline, 0
-        # A submit that provably created nothing may be re-sent for as long as its task's bound allows.
-        self.until_deadline = until_deadline and deadline is not None
+        self.policy, self.log, self.number = policy, log, 0
+        # until_deadline (a submit that provably created nothing): the deadline only adds re-sends past
+        # max_retries while they fit before it. It never cuts the budget short, nor aims a last POST at
+        # the deadline itself, where Airflow may end the try mid-request.
+        self.deadline = None if until_deadline else deadline
+        self.extra_until = deadline if until_deadline else None
 
     def next_delay(self, retry: _Retry) -> float:
-        if self.number >= self.policy.max_retries and not self.until_deadline:
-            raise retry.error
         self.number += 1
         delay = self.policy.delay(self.number, retry.retry_after)
+        if self.number > self.policy.max_retries:
+            if self.extra_until is None or time.monotonic() + delay > self.extra_until:
+                raise retry.error
+            self.log.warning(
+                "%s Retry %d (past max_retries, within the task's bound) in %.1f s.", retry.error, self.number, delay
+            )
+            return delay
         left = None if self.deadline is None else self.deadline - time.monotonic()
         if left is not None and delay > left:
             if left <= 0:
@@ -75,8 +83,7 @@ class _Attempts:
                 ) from retry.error
             # A long Retry-After (or backoff) would overrun the caller's wait: try once more at its end.
             delay = left
-        of = "until the task's bound" if self.until_deadline else f"of {self.policy.max_retries}"
-        self.log.warning("%s Retry %d %s in %.1f s.", retry.error, self.number, of, delay)
+        self.log.warning("%s Retry %d of %d in %.1f s.", retry.error, self.number, self.policy.max_retries, delay)
         return delay
 
 

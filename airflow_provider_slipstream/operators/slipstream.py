@@ -34,6 +34,8 @@ _UI_COLOR = "#d9f0e8"
 #: Backoff between attempts to store a new job's id: short, so that the record lands soon after an
 #: API server restart, before a retry of this task (if the scheduler gave up on this try) reads it.
 _LEDGER_RETRY = RetryPolicy(backoff_base=0.5, backoff_max=4.0)
+#: What a submit leaves, besides its last request's timeouts, for storing the job id before the bound.
+_STORE_SECONDS = 5.0
 
 
 class _SlipstreamSubmitBase(BaseOperator):
@@ -87,25 +89,36 @@ class _SlipstreamSubmitBase(BaseOperator):
         """The input in words, as it is stored beside its job: the rendered path, or the storage key."""
         return f"storage_key:{self.storage_key}" if self.storage_key is not None else str(self.video_path)
 
-    def resume_or_submit(self, context: Context) -> RecognitionJob:
-        """The job of an earlier try for this same input, if Slipstream still has it; else a new one."""
+    def resume_or_submit(self, context: Context, bound: float) -> RecognitionJob:
+        """
+        The job of an earlier try for this same input, if Slipstream still has it; else a new one.
+
+        :param bound: the try's end (``time.monotonic()``). Until then an outage is ridden out: a
+            submit that provably created nothing is re-sent, and the new job's id waits for the API
+            server to take it.
+        """
         ledger = JobLedger(context) if self.durable else None
         stored = ledger.get() if ledger is not None else None
         job = self._resume(stored) if stored is not None else None
         if job is None:
-            # An outage is ridden out until the try's bound, as a wait would: a submit that provably
-            # created nothing is re-sent, and the new job's id waits for the API server to take it.
-            deadline = time.monotonic() + self.wait_seconds(context)
-            job = self._submit(deadline)
+            # The last re-send must be answered, and its id stored, before Airflow ends the try at
+            # the bound (execution_timeout): a POST cut off there would leave a job no try knows.
+            config = self.hook.config
+            job = self._submit(bound - config.connect_timeout - config.read_timeout - _STORE_SECONDS)
             if ledger is not None:
-                self._remember(ledger, StoredJob(job.job_id, self.video), deadline)
+                self._remember(ledger, StoredJob(job.job_id, self.video), bound)
         context["ti"].xcom_push(key="job_id", value=job.job_id)
         return job
 
     def wait_seconds(self, context: Context) -> float:
         """How long this try rides out an outage: what is left of ``execution_timeout``, else the default."""
+        left = self.execution_seconds_left(context)
+        return DEFAULT_WAIT_TIMEOUT.total_seconds() if left is None else left
+
+    def execution_seconds_left(self, context: Context) -> float | None:
+        """What is left of ``execution_timeout`` (None without one), counted from the try's start."""
         if self.execution_timeout is None:
-            return DEFAULT_WAIT_TIMEOUT.total_seconds()
+            return None
         # Airflow 3 does not count a deferral against execution_timeout: the trigger must.
         started = getattr(context["ti"], "start_date", None)
         spent = (datetime.now(timezone.utc) - started).total_seconds() if started else 0.0
@@ -182,7 +195,7 @@ class SlipstreamSubmitVideoOperator(_SlipstreamSubmitBase):
     """
 
     def execute(self, context: Context) -> str:
-        job = self.resume_or_submit(context)
+        job = self.resume_or_submit(context, time.monotonic() + self.wait_seconds(context))
         self.forget(context)
         return job.job_id
 
@@ -236,9 +249,11 @@ class SlipstreamRecognizeVideoOperator(_SlipstreamSubmitBase):
 
     def execute(self, context: Context) -> dict[str, Any]:
         labels = parse_labels(self.competitor_labels, f"{self.task_id}: competitor_labels")
-        job = self.resume_or_submit(context)
+        bound = time.monotonic() + self.wait_seconds(context)
+        job = self.resume_or_submit(context, bound)
         if not job.is_completed:
-            wait = self.wait_seconds(context)
+            # One bound for the try: a submit that rode out an outage leaves the wait what is left.
+            wait = max(bound - time.monotonic(), self.poll_interval)
             if self.deferrable:
                 defer_to_trigger(
                     self,
@@ -264,10 +279,10 @@ class SlipstreamRecognizeVideoOperator(_SlipstreamSubmitBase):
         return super().resume_execution(next_method, next_kwargs, context)
 
     def wait_seconds(self, context: Context) -> float:
-        """The bound of this try's wait: ``timeout``, else what is left of ``execution_timeout``, else the default."""
-        if self.timeout is not None:
-            return self.timeout
-        return max(super().wait_seconds(context), self.poll_interval)
+        """The bound of this try: ``timeout``, else the default; never past what is left of ``execution_timeout``."""
+        left = self.execution_seconds_left(context)
+        wait = self.timeout if self.timeout is not None else super().wait_seconds(context)
+        return max(wait if left is None else min(wait, left), self.poll_interval)
 
 
 class SlipstreamGetTrackOperator(BaseOperator):

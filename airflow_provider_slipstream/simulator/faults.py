@@ -98,7 +98,7 @@ class FaultMiddleware:
             await send(message)
 
         if fault is None or fault.kind in ("delay", "hold"):
-            if fault is not None:
+            if fault is not None and fault.kind == "delay":  # a hold waits after handling, in send_recorded
                 await asyncio.sleep(fault.seconds)
             await self.app(scope, receive, send_recorded)
         elif fault.kind == "drop":
