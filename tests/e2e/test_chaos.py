@@ -59,8 +59,9 @@ DEFERRING_TASKS = ("recognize_deferred", "sense_deferred")
 #: Detection bounds of this deployment, short so that a recovery shows within a minute: a task whose
 #: worker died is failed (then retried) after this many seconds without a heartbeat (default 300);
 #: a dead triggerer's triggers move after this many seconds without its heartbeat (default 30).
-#: The heartbeat timeout stays above this deployment's API server restart (kill, RESTART_DELAY, start:
-#: 19.5 s in the recorded run), or Airflow fails tries that still run (docs/reliability.md, "The API server restarting").
+#: The heartbeat timeout stays above this deployment's API server restart (kill, RESTART_DELAY,
+#: start: 19.5 s in the recorded run), or Airflow fails tries that still run (docs/reliability.md,
+#: "The API server restarting").
 TASK_HEARTBEAT_TIMEOUT = 45
 TRIGGERER_HEALTH_THRESHOLD = 10
 OUTAGE_SECONDS = 60
