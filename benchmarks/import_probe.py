@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-HEAVY = ("httpx", "fsspec", "fastapi", "uvicorn", "airflow_provider_slipstream.simulator")
+HEAVY = ("httpx", "aiohttp", "fsspec", "fastapi", "uvicorn", "airflow_provider_slipstream.simulator")
 MODULES = {
     "ours": ("airflow_provider_slipstream.operators.slipstream", "airflow_provider_slipstream.sensors.slipstream"),
     "peer": ("airflow.providers.http.operators.http", "airflow.providers.http.sensors.http"),

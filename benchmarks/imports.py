@@ -7,7 +7,7 @@ files. Ours: ``airflow_provider_slipstream.operators/sensors.slipstream`` and ``
 Peer: ``airflow.providers.http.operators/sensors.http`` and ``benchmarks/dags/peer/`` (the same
 two DAGs built with the HTTP provider alone). Sides alternate; values are medians of the runs,
 ratios the median of the per-pair ratios (robust to a machine whose load drifts).
-One more, untimed, run checks that our modules import none of httpx, fsspec, fastapi, uvicorn
+One more, untimed, run checks that our modules import none of httpx, aiohttp, fsspec, fastapi, uvicorn
 or the simulator.
 """
 
@@ -89,7 +89,7 @@ def run(workdir: Path, env: dict[str, str], *, runs: int) -> tuple[list[Row], di
             SECTION,
             "heavy modules imported by our operators/sensor",
             len(heavy),
-            target="0 (httpx fsspec fastapi uvicorn simulator)",
+            target="0 (httpx aiohttp fsspec fastapi uvicorn simulator)",
             met=not heavy,
             note=(
                 f"newly loaded: {check['heavy_newly_loaded'] or 'none'}; import statements in our modules: "

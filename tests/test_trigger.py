@@ -1,6 +1,6 @@
 """SlipstreamJobTrigger against the running simulator: one event, retries, timeouts, a free event loop.
 
-Every test drives the real trigger (httpx, Airflow's async connection read) against the real
+Every test drives the real trigger (aiohttp, Airflow's async connection read) against the real
 simulator from the ``slipstream_simulator`` fixture (0.2 s queued, 0.5 s processing), with the
 ``slipstream_default`` connection set by ``sim_conn`` (fast retries: max_retries 3, backoff <= 0.2 s).
 """

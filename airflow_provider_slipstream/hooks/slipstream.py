@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import ssl
 import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
@@ -13,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import requests
 from airflow.providers.common.compat.sdk import BaseHook
 
+from airflow_provider_slipstream._async_session import proxy_for, shared_session
 from airflow_provider_slipstream.connection import ClientConfig
 from airflow_provider_slipstream.exceptions import (
     SlipstreamApiError,
@@ -35,7 +34,7 @@ from airflow_provider_slipstream.validation import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-    import httpx
+    import aiohttp
 
 API_PREFIX = "/api/v4/video-recognition/"
 #: Files up to this size go as one multipart POST with ``upload_method="auto"``; larger ones
@@ -296,7 +295,7 @@ class SlipstreamHook(BaseHook):
             time.sleep(pause)
 
     async def aget_job(
-        self, job_id: str, client: httpx.AsyncClient, *, deadline: float | None = None
+        self, job_id: str, client: aiohttp.ClientSession, *, deadline: float | None = None
     ) -> RecognitionJob:
         """Async :meth:`get_job` for triggers: never blocks the event loop."""
         job_id = validate_job_id(job_id)
@@ -327,17 +326,15 @@ class SlipstreamHook(BaseHook):
         return self._async_config
 
     @contextlib.asynccontextmanager
-    async def async_client(self) -> AsyncIterator[httpx.AsyncClient]:
-        """An httpx client for :meth:`aget_job`: ``async with hook.async_client() as client``."""
-        import httpx
+    async def async_client(self) -> AsyncIterator[aiohttp.ClientSession]:
+        """
+        The event loop's shared aiohttp session, for :meth:`aget_job`: ``async with hook.async_client() as client``.
 
-        # Loading the CA bundle takes ~30 ms of CPU: once per process, and off the event loop.
-        verify = await asyncio.to_thread(_ssl_context)
-        # Drop idle connections before common 5 s server keep-alive timeouts do: reusing one the
-        # server is closing fails the poll and costs a retry with backoff.
-        limits = httpx.Limits(keepalive_expiry=4.0)
-        async with httpx.AsyncClient(verify=verify, limits=limits, headers={"User-Agent": _user_agent()}) as client:
-            yield client
+        Every trigger in a triggerer shares one pooled session (see ``_async_session``); it closes
+        when the last of them is done.
+        """
+        async with shared_session(_user_agent()) as session:
+            yield session
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -447,19 +444,26 @@ class SlipstreamHook(BaseHook):
                 raise _uncertain_submit(what, str(exc)) from exc
             raise _Retry(exc, response.headers.get("Retry-After")) from exc
 
-    async def _asend(self, client: httpx.AsyncClient, config: ClientConfig, path: str, what: str, job_id: str) -> Any:
-        import httpx
+    async def _asend(
+        self, client: aiohttp.ClientSession, config: ClientConfig, path: str, what: str, job_id: str
+    ) -> Any:
+        import aiohttp
 
+        url = config.base_url + path
         try:
-            response = await client.get(
-                config.base_url + path,
+            async with client.get(
+                url,
                 headers={"Authorization": f"Bearer {config.api_key}"},
-                timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
-            )
-        except httpx.HTTPError as exc:
+                # No bound on waiting for one of the pool's connections: each in use ends within its own timeouts.
+                timeout=aiohttp.ClientTimeout(sock_connect=config.connect_timeout, sock_read=config.read_timeout),
+                allow_redirects=False,
+                proxy=proxy_for(url),
+            ) as response:
+                content = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise _network_retry(what, exc) from None
         try:
-            return check_response(response.status_code, response.content, what, job_id=job_id, scrub=config.scrub)
+            return check_response(response.status, content, what, job_id=job_id, scrub=config.scrub)
         except SlipstreamTransientError as exc:
             raise _Retry(exc, response.headers.get("Retry-After")) from exc
 
@@ -516,13 +520,6 @@ def _uncertain_submit(what: str, detail: str) -> SlipstreamSubmitUncertainError:
         "Slipstream has no idempotency key and a second POST could create a duplicate job. Clear the task "
         "to submit again if no job appears for this video."
     )
-
-
-@functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    import certifi
-
-    return ssl.create_default_context(cafile=certifi.where())
 
 
 def _user_agent() -> str:

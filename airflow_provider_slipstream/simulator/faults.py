@@ -85,8 +85,14 @@ class FaultMiddleware:
             return
         method, path = scope["method"], scope["path"]
         fault = self.state.take_fault(method, path)
+        client = scope.get("client")
         record = RequestRecord(
-            self.server, method, path, redact_headers(scope["headers"]), fault.kind if fault else None
+            self.server,
+            method,
+            path,
+            redact_headers(scope["headers"]),
+            fault.kind if fault else None,
+            client=None if client is None else (client[0], client[1]),
         )
         self.state.record(record)
 

@@ -114,6 +114,10 @@ class SimulatorServer:
         """The base URL of the fake S3 host that presigned upload URLs point to."""
         return f"http://{HOST}:{self._listener(1).port}"
 
+    def open_connections(self) -> int:
+        """Client connections the API listener holds open right now (a client that leaks them keeps this up)."""
+        return len(self._listener(0).server.server_state.connections)
+
     def _listener(self, index: int) -> _Listener:
         if not self._listeners:
             raise RuntimeError("The simulator is not running; call start() first.")

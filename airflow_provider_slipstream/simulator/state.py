@@ -90,6 +90,8 @@ class RequestRecord:
     status: int | None = None
     #: time.monotonic() when the request arrived, to measure how long a client kept polling.
     at: float = dataclasses.field(default_factory=time.monotonic)
+    #: The client's (host, port): one per connection, so tests can count the connections a client opened.
+    client: tuple[str, int] | None = None
 
 
 @dataclasses.dataclass
@@ -313,6 +315,16 @@ class SimulatorState:
             for record in self.requests
             if (wanted is None or record.method == wanted)
             and (path_glob is None or fnmatch.fnmatchcase(record.path, path_glob))
+        )
+
+    def connections(self, path_glob: str | None = None) -> int:
+        """How many client connections carried the logged requests matching the fnmatch `path_glob`."""
+        return len(
+            {
+                record.client
+                for record in self.requests
+                if path_glob is None or fnmatch.fnmatchcase(record.path, path_glob)
+            }
         )
 
     def stats(self) -> dict[str, Any]:
