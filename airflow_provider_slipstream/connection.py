@@ -61,6 +61,12 @@ class ClientConfig:
                 "password field ('Partner API key' in the UI), e.g. "
                 '{"conn_type": "slipstream", "password": "<key>"} in AIRFLOW_CONN_SLIPSTREAM_DEFAULT.'
             )
+        if not all("!" <= ch <= "~" for ch in api_key):
+            # Not quoted: the key is a secret, and a control character in it would not be masked as shown.
+            raise SlipstreamValidationError(
+                f"Connection {conn_id!r} has a partner API key with spaces, control or non-ASCII characters, "
+                "which no HTTP header can carry. Paste the key again into the connection's password field."
+            )
         if mask_key:
             # The password field is masked by Airflow already; registering it again covers secrets
             # backends and custom connection loaders that bypass that.

@@ -9,6 +9,7 @@ requests, they do not depend on a job's history.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -355,6 +356,26 @@ def test_missing_key_is_refused(
     ok, message = hook.test_connection()
     assert ok is False
     assert "password field" in message
+    assert sim.state.count() == 0
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["sk-live-AB\nCD-split", "sk-live with-space", "sk-live-caf\u00e9", "sk-live-\x00nul"],
+    ids=["newline", "space", "non-ascii", "nul"],
+)
+def test_a_key_no_header_can_carry_is_refused_without_showing_it(
+    sim: SimulatorServer, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    """Worker and trigger alike: refused before any request, never quoted (the masker would miss it)."""
+    hook = use_conn(monkeypatch, {"host": sim.url, "password": key})
+
+    with pytest.raises(SlipstreamValidationError, match="Paste the key again") as refused:
+        hook.get_job(UNKNOWN_JOB)
+    assert key not in str(refused.value)
+    assert repr(key)[1:-1] not in str(refused.value)
+    with pytest.raises(SlipstreamValidationError, match="Paste the key again"):
+        asyncio.run(SlipstreamHook().aget_config())
     assert sim.state.count() == 0
 
 

@@ -7,15 +7,20 @@ and reports the connections it holds open, so a leaked or per-trigger client sho
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from airflow_provider_slipstream import _async_session
 from airflow_provider_slipstream._async_session import MAX_CONNECTIONS, open_sessions
-from airflow_provider_slipstream.exceptions import SlipstreamTransientError
+from airflow_provider_slipstream.exceptions import SlipstreamApiError, SlipstreamTransientError
+from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook
+from airflow_provider_slipstream.simulator import Fault
 from airflow_provider_slipstream.triggers.slipstream import SlipstreamJobTrigger
+from tests.conftest import FAST_RETRY_EXTRA
 from tests.contract import EXPECTED_TRACKS, expected_result
 
 if TYPE_CHECKING:
@@ -121,16 +126,29 @@ def test_sessions_are_per_event_loop(sim_conn: SimulatorServer, monkeypatch: pyt
     assert len(sessions_made) == 2
 
 
-@pytest.mark.parametrize("bypass", [False, True])
-def test_the_proxy_from_the_environment_applies_unless_no_proxy_names_the_host(
-    sim_conn: SimulatorServer, monkeypatch: pytest.MonkeyPatch, bypass: bool
+PROXY_CASES = {
+    "HTTP_PROXY": ({"HTTP_PROXY": "{proxy}"}, False),
+    "ALL_PROXY only": ({"ALL_PROXY": "{proxy}"}, False),
+    "NO_PROXY names the host": ({"HTTP_PROXY": "{proxy}", "NO_PROXY": "127.0.0.1"}, True),
+    "NO_PROXY as a CIDR range": ({"HTTP_PROXY": "{proxy}", "NO_PROXY": "127.0.0.0/8"}, True),
+    "NO_PROXY names another host": ({"HTTP_PROXY": "{proxy}", "NO_PROXY": "example.invalid"}, False),
+}
+
+
+@pytest.mark.parametrize("case", list(PROXY_CASES))
+def test_the_trigger_picks_the_proxy_the_worker_picks(
+    sim_conn: SimulatorServer, monkeypatch: pytest.MonkeyPatch, case: str
 ) -> None:
-    """As the workers' requests does: HTTP(S)_PROXY is used, NO_PROXY exempts a host."""
+    """Same environment, same route: a proxy the worker uses, the trigger uses; one it skips, it skips."""
+    env, bypassed = PROXY_CASES[case]
     with socket.socket() as probe:  # a proxy port where nothing listens
         probe.bind(("127.0.0.1", 0))
         proxy = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    monkeypatch.setenv("HTTP_PROXY", proxy)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1" if bypass else "example.invalid")
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value.format(proxy=proxy))
     _async_session.proxy_for.cache_clear()
     sim_conn.state.configure(queued_seconds=0.0, processing_seconds=0.0)
     ((job_id, kind),) = create_jobs(sim_conn, 1)
@@ -143,11 +161,89 @@ def test_the_proxy_from_the_environment_applies_unless_no_proxy_names_the_host(
         (event,) = asyncio.run(run())
     finally:
         _async_session.proxy_for.cache_clear()
-    if bypass:
+    try:
+        worker: str = SlipstreamHook().get_job(job_id).status
+    except SlipstreamTransientError as exc:
+        worker = type(exc).__name__
+    if bypassed:
         assert event == {"status": "success", "job_id": job_id, "result": expected_result(job_id, kind)}
-    else:  # the poll went to the (dead) proxy, never to the simulator
+        assert worker == "completed"
+    else:  # both went to the (dead) proxy, never to the simulator
         assert (event["status"], event["error"]) == ("error", SlipstreamTransientError.__name__)
+        assert worker == SlipstreamTransientError.__name__
         assert sim_conn.state.count("GET", JOB_GLOB) == 0
+
+
+def test_a_socks_proxy_is_refused_with_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "socks5h://127.0.0.1:1080")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    _async_session.proxy_for.cache_clear()
+    try:
+        with pytest.raises(SlipstreamApiError, match="only http:// and https:// proxies"):
+            _async_session.proxy_for("https://api.slipstreammusic.com")
+    finally:
+        _async_session.proxy_for.cache_clear()
+
+
+def test_a_long_response_header_is_read_as_the_worker_reads_it(sim_conn: SimulatorServer) -> None:
+    """A gateway's 9 KiB header (a CSP, a cookie) is no outage on the triggerer: both paths get the job."""
+    ((job_id, _),) = create_jobs(sim_conn, 1)
+    body = {"job_id": job_id, "status": "completed", "track": None}
+    for _ in range(2):
+        sim_conn.state.add_fault(
+            Fault(
+                "status",
+                path=f"/api/v4/video-recognition/{job_id}/",
+                method="GET",
+                status=200,
+                body=body,
+                headers={"Content-Security-Policy": "x" * 9000},
+                remaining=1,
+            )
+        )
+    trigger = SlipstreamJobTrigger(job_id, poll_interval=0.1, keep_waiting_on_transient=False)
+
+    async def run() -> list[dict[str, Any]]:
+        return [event.payload async for event in trigger.run()]
+
+    (event,) = asyncio.run(run())
+    assert event["status"] == "success", event
+    assert event["result"]["match"] == "no_match"
+    assert SlipstreamHook().get_job(job_id).status == "completed"
+
+
+def test_a_queue_for_the_pool_does_not_carry_triggers_past_their_deadline(
+    sim_conn: SimulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """40 triggers share 4 connections while every answer hangs: each still ends near its own deadline."""
+    monkeypatch.setattr(_async_session, "MAX_CONNECTIONS", 4)
+    extra = {**FAST_RETRY_EXTRA, "timeout": 1, "max_retries": 0}
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SLIPSTREAM_DEFAULT",
+        json.dumps(
+            {"conn_type": "slipstream", "host": sim_conn.url, "password": sim_conn.state.api_key, "extra": extra}
+        ),
+    )
+    jobs = create_jobs(sim_conn, 40)
+    sim_conn.state.add_fault(Fault("delay", path="/api/v4/video-recognition/", method="GET", seconds=5))
+    deadline = time.time() + 1.5
+
+    async def one(job_id: str) -> tuple[dict[str, Any], float]:
+        trigger = SlipstreamJobTrigger(job_id, poll_interval=0.2, deadline=deadline)
+        (event,) = [e.payload async for e in trigger.run()]
+        return event, time.time() - deadline
+
+    async def main() -> list[tuple[dict[str, Any], float]]:
+        return await asyncio.wait_for(asyncio.gather(*(one(j) for j, _ in jobs)), HANG_GUARD_SECONDS)
+
+    outcomes = asyncio.run(main())
+
+    assert all(event["error"] == "SlipstreamJobTimeoutError" for event, _ in outcomes)
+    late = max(lateness for _, lateness in outcomes)
+    # A last attempt may take its pool wait and its read (1 s each); queueing behind 40 / 4 hung
+    # answers would make it some 10 s.
+    assert late < 3.0, f"the last trigger ended {late:.1f} s after its deadline"
 
 
 def counting_new_session(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
@@ -161,3 +257,26 @@ def counting_new_session(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
     monkeypatch.setattr(_async_session, "_new_session", counted)
     return made
+
+
+@pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+def test_the_triggers_trust_the_ca_bundle_the_workers_trust(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, variable: str
+) -> None:
+    """A private CA (or a TLS-inspecting proxy's) set for requests is trusted on the triggerer too."""
+    import certifi
+
+    bundle = tmp_path / "private-ca.pem"
+    first = certifi.contents().split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n"
+    bundle.write_text(first)  # one CA only, so that the context provably loaded this file
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, str(bundle))
+    _async_session._ssl_context.cache_clear()
+    try:
+        assert len(_async_session._ssl_context().get_ca_certs()) == 1
+        monkeypatch.delenv(variable)
+        _async_session._ssl_context.cache_clear()
+        assert len(_async_session._ssl_context().get_ca_certs()) > 1  # without it: certifi's whole bundle
+    finally:
+        _async_session._ssl_context.cache_clear()

@@ -449,15 +449,17 @@ class SlipstreamHook(BaseHook):
     ) -> Any:
         import aiohttp
 
-        url = config.base_url + path
         try:
             async with client.get(
-                url,
+                config.base_url + path,
                 headers={"Authorization": f"Bearer {config.api_key}"},
-                # No bound on waiting for one of the pool's connections: each in use ends within its own timeouts.
-                timeout=aiohttp.ClientTimeout(sock_connect=config.connect_timeout, sock_read=config.read_timeout),
+                # `connect` bounds the wait for one of the shared pool's connections too, as httpx's pool
+                # timeout did: a queue of polls behind a slow server must not carry a trigger past its deadline.
+                timeout=aiohttp.ClientTimeout(
+                    connect=config.read_timeout, sock_connect=config.connect_timeout, sock_read=config.read_timeout
+                ),
                 allow_redirects=False,
-                proxy=proxy_for(url),
+                proxy=proxy_for(config.base_url),
             ) as response:
                 content = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
