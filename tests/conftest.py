@@ -6,6 +6,7 @@ plugin (registered through the ``pytest11`` entry point when the package is inst
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from pathlib import Path
 
@@ -46,3 +47,11 @@ def sim_conn(slipstream_simulator, monkeypatch):
 @pytest.fixture
 def hook(sim_conn) -> SlipstreamHook:
     return SlipstreamHook()
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port where nothing listens (bound once to get a free number, then closed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

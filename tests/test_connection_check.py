@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
-import socket
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -59,14 +58,6 @@ def not_found_server() -> Iterator[tuple[str, list[str | None]]]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-@pytest.fixture
-def closed_port() -> int:
-    """A loopback port where nothing listens (bound once to get a free number, then closed)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def use_conn(monkeypatch: pytest.MonkeyPatch, host: str, password: str = KEY, **extra: Any) -> SlipstreamHook:
@@ -300,11 +291,11 @@ NETWORK_KEY = "sk-live-NETWORK-9d2c"
 
 
 @pytest.mark.parametrize("path", ["worker", "triggerer"])
-def test_a_network_failure_shows_the_key_in_no_traceback_local(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
-    with socket.socket() as probe:  # a port where nothing listens
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    hook = use_conn(monkeypatch, f"http://127.0.0.1:{port}", password=NETWORK_KEY, max_retries=0, connect_timeout=1)
+def test_a_network_failure_shows_the_key_in_no_traceback_local(
+    monkeypatch: pytest.MonkeyPatch, closed_port: int, path: str
+) -> None:
+    url = f"http://127.0.0.1:{closed_port}"
+    hook = use_conn(monkeypatch, url, password=NETWORK_KEY, max_retries=0, connect_timeout=1)
 
     async def poll() -> None:
         async with hook.async_client() as client:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +57,9 @@ async def until_server_holds_no_connection(sim: SimulatorServer) -> int:
 def test_300_triggers_share_one_bounded_pool_that_closes_with_the_last(
     sim_conn: SimulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sim_conn.state.configure(queued_seconds=1.5, processing_seconds=0.5)
+    # Queued long enough that every trigger is still waiting when the last of 300 has started (which
+    # takes over 2 s on Airflow 3.0, whose connection read goes through a thread per trigger).
+    sim_conn.state.configure(queued_seconds=4.0, processing_seconds=0.5)
     jobs = create_jobs(sim_conn, 300)
     sessions_made = counting_new_session(monkeypatch)
 
@@ -137,13 +138,11 @@ PROXY_CASES = {
 
 @pytest.mark.parametrize("case", list(PROXY_CASES))
 def test_the_trigger_picks_the_proxy_the_worker_picks(
-    sim_conn: SimulatorServer, monkeypatch: pytest.MonkeyPatch, case: str
+    sim_conn: SimulatorServer, monkeypatch: pytest.MonkeyPatch, closed_port: int, case: str
 ) -> None:
     """Same environment, same route: a proxy the worker uses, the trigger uses; one it skips, it skips."""
     env, bypassed = PROXY_CASES[case]
-    with socket.socket() as probe:  # a proxy port where nothing listens
-        probe.bind(("127.0.0.1", 0))
-        proxy = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    proxy = f"http://127.0.0.1:{closed_port}"  # a proxy where nothing listens
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)

@@ -16,9 +16,12 @@ import secrets
 import threading
 import time
 import uuid
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from airflow_provider_slipstream.simulator.scenarios import ODD_STATUS, STALL, track_for
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 SUBMIT_PATH = "/api/v4/video-recognition/"
 UPLOAD_URL_PATH = "/api/v4/video-recognition/upload-url/"
@@ -309,23 +312,19 @@ class SimulatorState:
 
     def count(self, method: str | None = None, path_glob: str | None = None) -> int:
         """How many logged requests match `method` and the fnmatch `path_glob`."""
-        wanted = method.upper() if method else None
-        return sum(
-            1
-            for record in self.requests
-            if (wanted is None or record.method == wanted)
-            and (path_glob is None or fnmatch.fnmatchcase(record.path, path_glob))
-        )
+        return sum(1 for _ in self._matching(method, path_glob))
 
     def connections(self, path_glob: str | None = None) -> int:
         """How many client connections carried the logged requests matching the fnmatch `path_glob`."""
-        return len(
-            {
-                record.client
-                for record in self.requests
-                if path_glob is None or fnmatch.fnmatchcase(record.path, path_glob)
-            }
-        )
+        return len({record.client for record in self._matching(None, path_glob)})
+
+    def _matching(self, method: str | None, path_glob: str | None) -> Iterator[RequestRecord]:
+        wanted = method.upper() if method else None
+        for record in self.requests:
+            if (wanted is None or record.method == wanted) and (
+                path_glob is None or fnmatch.fnmatchcase(record.path, path_glob)
+            ):
+                yield record
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
