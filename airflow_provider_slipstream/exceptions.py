@@ -64,3 +64,11 @@ class SlipstreamJobTimeoutError(SlipstreamError):
 
 class SlipstreamJobNotCompletedError(SlipstreamError):
     """A result was asked for before the job completed."""
+
+
+class SlipstreamBatchFailedError(SlipstreamError):
+    """
+    More videos of a batch failed than its ``max_failed`` allows; their error lines are in the results file.
+
+    Not an ``AirflowFailException``: a retry submits again the videos whose failure was temporary.
+    """

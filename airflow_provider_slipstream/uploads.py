@@ -6,6 +6,7 @@ import mimetypes
 import os
 import stat
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,9 @@ class VideoFile:
     path: Any
     name: str
     size: int
+    #: When the storage last changed it, as the storage reports it ("" if it does not): with ``size``,
+    #: what tells a batch that a path now holds another video.
+    modified: str = ""
 
     def chunks(self) -> Iterator[bytes]:
         # Raised from inside the request body, a storage error must not be an OSError: requests
@@ -73,7 +77,17 @@ def open_video(path: VideoPath, *, max_bytes: int | None = None) -> VideoFile:
         raise _directory(shown)
     name = validate_filename(path.name)
     validate_size(shown, int(info.st_size), limit=max_bytes)
-    return VideoFile(path=path, name=name, size=int(info.st_size))
+    return VideoFile(path=path, name=name, size=int(info.st_size), modified=_modified(info))
+
+
+def _modified(info: Any) -> str:
+    # Object stores report it in their own key (S3 LastModified, memory created); local files as st_mtime.
+    if isinstance(info, Mapping):
+        for key in ("LastModified", "mtime", "created", "ETag"):
+            if info.get(key):
+                return str(info[key])
+    mtime = getattr(info, "st_mtime", None)
+    return "" if not mtime else repr(mtime)
 
 
 def _directory(shown: str) -> SlipstreamValidationError:

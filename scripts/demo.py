@@ -57,6 +57,18 @@ def main() -> int:
             print(f"counts per match kind: {summary['counts']}")
             for hit in summary["competitor_hits"]:
                 print(f"competitor hit: {hit['title']!r} ({hit['label']}) in job {hit['job_id']}")
+        print(
+            "\n== slipstream_audioverify_catalog: a folder of 40 clips in 2 sharded batches, deferrable ==", flush=True
+        )
+        run = harness.dags_test("slipstream_audioverify_catalog", {"workdir": str(DEMO_HOME.parent / "catalog")})
+        summaries = [harness.xcom(run, "recognize_shard", map_index=index) for index in range(2)]
+        if run.returncode != 0 or not all(summaries):
+            failures += 1
+            print(run.output[-4000:], file=sys.stderr)
+        else:
+            for index, summary in enumerate(summaries):
+                print(f"shard {index}: {summary['videos']} videos, {summary['counts']}, failed {summary['failed']}")
+                print(f"         results: {summary['output_path']}")
         print(f"\nSimulator: {sim.state.jobs_created} jobs created, {len(sim.state.requests)} API requests")
     print("Demo finished." if not failures else f"Demo finished with {failures} failure(s).")
     return 1 if failures else 0

@@ -63,6 +63,7 @@ def test_example_dags_parse_without_import_errors(airflow):
     assert parsed["dags"] == {
         "slipstream_audioverify": sorted(["submit", "wait", "get_track", "branch_on_match", *BRANCH_FOR.values()]),
         "slipstream_audioverify_batch": ["list_videos", "recognize", "summarize"],
+        "slipstream_audioverify_catalog": ["make_clips", "recognize_shard", "report", "shard"],
     }
 
 
@@ -121,6 +122,65 @@ def test_batch_dag_recognizes_every_clip_on_the_triggerer(airflow, sim):
     assert run.output.count("[DAG TEST] Trigger completed") == len(kinds)
     for result in results:
         assert _completed_by_the_trigger(run.output, result["job_id"]), result
+
+
+def test_catalog_dag_recognizes_a_folder_in_sharded_batches_on_the_triggerer(airflow, sim, tmp_path):
+    jobs_before = sim.state.jobs_created
+    run = airflow.dags_test("slipstream_audioverify_catalog", {"clips": 24, "shards": 2, "workdir": str(tmp_path)})
+
+    assert run.returncode == 0, run.output[-3000:]
+    assert airflow.dag_run_state(run) == "success"
+    summaries = [airflow.xcom(run, "recognize_shard", map_index=index) for index in range(2)]
+    assert sum(s["videos"] for s in summaries) == 24
+    assert [s["failed"] for s in summaries] == [0, 0]
+    counts = {kind: sum(s["counts"][kind] for s in summaries) for kind in BRANCH_FOR}
+    assert counts == dict.fromkeys(BRANCH_FOR, 6)
+    lines = [json.loads(line) for s in summaries for line in Path(s["output_path"]).read_text().splitlines()]
+    assert len({line["video"] for line in lines}) == len(lines) == 24
+    for line in lines:
+        kind = next(k for k, sample in sample_videos().items() if Path(line["video"]).name.startswith(sample.stem))
+        assert line == {"video": line["video"], **expected_result(line["job_id"], kind)}
+    assert sim.state.jobs_created == jobs_before + 24
+    # Both shards waited on the triggerer, not in a worker.
+    assert run.output.count("Pausing task as DEFERRED") >= 2
+    assert "Recognised 24 videos in 2 shards" in run.output
+
+
+@pytest.mark.parametrize("mode", ["worker", "deferred"])
+def test_a_retried_batch_waits_for_its_jobs_and_submits_none_again(retried_batch, mode):
+    airflow, run, jobs, videos = retried_batch
+    assert run.returncode == 0, run.output[-3000:]
+    assert airflow.query(
+        "SELECT try_number, state FROM task_instance WHERE run_id = ? AND task_id = ?", run.run_id, f"batch_{mode}"
+    ) == [(2, "success")]
+    summary = airflow.xcom(run, f"batch_{mode}")
+    assert summary["failed"] == 0
+    assert summary["videos"] == len(videos)
+    # Each video submitted once per task, across both tries of both tasks.
+    assert jobs == 2 * len(videos)
+    assert run.output.count("SlipstreamBatchFailedError") >= 2
+
+
+@pytest.fixture(scope="module")
+def retried_batch(sim, tmp_path_factory):
+    airflow = AirflowHarness(
+        tmp_path_factory.mktemp("batch_retry_home"),
+        slipstream_conn(sim.url, sim.state.api_key, **FAST_RETRY_EXTRA),
+        dags_folder=TEST_DAGS,
+    )
+    airflow.migrate()
+    work = tmp_path_factory.mktemp("batch_retry")
+    videos = []
+    for index, sample in enumerate(list(sample_videos().values()) * 2):
+        videos.append(work / f"{sample.stem}_{index}{sample.suffix}")
+        videos[-1].write_bytes(sample.read_bytes() + bytes([index]))
+    jobs_before = sim.state.jobs_created
+    sim.state.configure(processing_seconds=4)
+    try:
+        run = airflow.dags_test("slipstream_batch_retry", {"videos": [str(v) for v in videos], "workdir": str(work)})
+    finally:
+        sim.state.configure(processing_seconds=1.5)
+    return airflow, run, sim.state.jobs_created - jobs_before, videos
 
 
 def _completed_by_the_trigger(output: str, job_id: str) -> bool:

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
     import aiohttp
 
+    from airflow_provider_slipstream._pace import Lane, Pace
+
 API_PREFIX = "/api/v4/video-recognition/"
 #: Files up to this size go as one multipart POST with ``upload_method="auto"``; larger ones
 #: take the presigned route, whose bytes never pass through the API.
@@ -115,6 +117,8 @@ class SlipstreamHook(BaseHook):
 
     :param slipstream_conn_id: The ``slipstream`` connection holding the base URL and partner key.
     :param presigned_threshold_bytes: With ``upload_method="auto"``, larger files use a presigned upload.
+    :param pace: Shared by the hooks of one batch: bounds its concurrent uploads and polls, and slows
+        all of them down when Slipstream answers 429/503 to any (see ``_pace``).
     """
 
     conn_name_attr = "slipstream_conn_id"
@@ -127,11 +131,13 @@ class SlipstreamHook(BaseHook):
         slipstream_conn_id: str = default_conn_name,
         *,
         presigned_threshold_bytes: int = DEFAULT_PRESIGNED_THRESHOLD_BYTES,
+        pace: Pace | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.slipstream_conn_id = slipstream_conn_id
         self.presigned_threshold_bytes = presigned_threshold_bytes
+        self.pace = pace
         self._async_config: ClientConfig | None = None
 
     # Airflow < 3.2 builds the connection form from these two methods; 3.2+ reads ``ui-field-behaviour``
@@ -302,16 +308,30 @@ class SlipstreamHook(BaseHook):
         config = await self.aget_config()
         what = f"the status of job {job_id}"
         attempts = _Attempts(config.retry, self.log, deadline)
+        lane = self.pace.polls if self.pace else None
         while True:
+            if lane:
+                await lane.aacquire()
+            throttled_for: float | None = None
             try:
-                data = await self._asend(client, config, f"{API_PREFIX}{job_id}/", what, job_id)
-                return RecognitionJob.from_api(data)
-            except _Retry as failed:
-                retry = failed
-            await asyncio.sleep(attempts.next_delay(retry))
+                try:
+                    data = await self._asend(client, config, f"{API_PREFIX}{job_id}/", what, job_id)
+                    return RecognitionJob.from_api(data)
+                except _Retry as failed:
+                    retry = failed
+                throttled_for = _throttle(retry)
+                delay = attempts.next_delay(retry)
+                throttled_for = throttled_for and delay
+            finally:
+                if lane:
+                    lane.release(throttled_for=throttled_for)
+            await asyncio.sleep(delay)
 
     async def aget_config(self) -> ClientConfig:
         """:attr:`config` for the event loop: no blocking call, on any Airflow 3.x."""
+        if self._async_config is None and "config" in self.__dict__:
+            # A worker that read the connection already (a batch polls from its own event loop).
+            self._async_config = self.config
         if self._async_config is None:
             # Imported here so that tests can watch them. `conn.extra_dejson` and `mask_secret()`
             # call the supervisor synchronously, which blocks a triggerer's loop (and fails on
@@ -390,13 +410,29 @@ class SlipstreamHook(BaseHook):
     ) -> Any:
         config = self.config
         attempts = _Attempts(policy or config.retry, self.log, deadline, until_deadline=until_deadline)
+        lane = self._lane(method)
         while True:
+            if lane:
+                lane.acquire()
+            throttled_for: float | None = None
             try:
-                return self._send(method, path_or_url, config, what, json, body, job_id, submit, api)
-            except _Retry as failed:
-                retry = failed
-            # Outside the except block, so a final error is not chained to the internal _Retry.
-            time.sleep(attempts.next_delay(retry))
+                try:
+                    return self._send(method, path_or_url, config, what, json, body, job_id, submit, api)
+                except _Retry as failed:
+                    retry = failed
+                # Outside the except block, so a final error is not chained to the internal _Retry.
+                throttled_for = _throttle(retry)
+                delay = attempts.next_delay(retry)
+                throttled_for = throttled_for and delay
+            finally:
+                if lane:
+                    lane.release(throttled_for=throttled_for)
+            time.sleep(delay)
+
+    def _lane(self, method: str) -> Lane | None:
+        if self.pace is None:
+            return None
+        return self.pace.polls if method == "GET" else self.pace.uploads
 
     def _send(
         self,
@@ -468,6 +504,12 @@ class SlipstreamHook(BaseHook):
             return check_response(response.status, content, what, job_id=job_id, scrub=config.scrub)
         except SlipstreamTransientError as exc:
             raise _Retry(exc, response.headers.get("Retry-After")) from exc
+
+
+def _throttle(retry: _Retry) -> float | None:
+    """For a pace: a refusal (429/503, "not processed: slow down") slows the batch down; other failures do not."""
+    # Until the attempt's delay is known, any positive value: a refusal that ends the retries still counts.
+    return 1.0 if retry.error.http_status in SUBMIT_RETRYABLE_STATUS else None
 
 
 def log_status(log: Any, job: RecognitionJob) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
@@ -11,15 +13,24 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseBranchOperator, BaseOperator, conf
 
+from airflow_provider_slipstream._pace import Pace
 from airflow_provider_slipstream._resumable import JobLedger, StoredJob
-from airflow_provider_slipstream.exceptions import SlipstreamJobNotCompletedError, SlipstreamJobNotFoundError
+from airflow_provider_slipstream.batch import BatchRun, allowed_failures, iter_videos
+from airflow_provider_slipstream.exceptions import (
+    SlipstreamBatchFailedError,
+    SlipstreamJobNotCompletedError,
+    SlipstreamJobNotFoundError,
+    SlipstreamValidationError,
+)
 from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook, UploadMethod
 from airflow_provider_slipstream.models import MatchKind, RecognitionJob
 from airflow_provider_slipstream.retry import RetryPolicy
 from airflow_provider_slipstream.triggers.slipstream import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_WAIT_TIMEOUT,
+    SlipstreamJobsTrigger,
     defer_to_trigger,
+    defer_with_backstop,
     result_from_event,
     resumed_by_an_earlier_try,
 )
@@ -283,6 +294,206 @@ class SlipstreamRecognizeVideoOperator(_SlipstreamSubmitBase):
         left = self.execution_seconds_left(context)
         wait = self.timeout if self.timeout is not None else super().wait_seconds(context)
         return max(wait if left is None else min(wait, left), self.poll_interval)
+
+
+#: How long a batch may take when nothing else bounds it: thousands of videos take hours, and
+#: Slipstream keeps results about a day.
+DEFAULT_BATCH_TIMEOUT = timedelta(hours=24)
+#: A trigger's job ids travel in its kwargs: 5,000 ids are about 200 KB, well under Airflow's limits.
+MAX_JOBS_PER_TRIGGER = 5000
+
+
+class SlipstreamBatchRecognizeOperator(BaseOperator):
+    """
+    Recognise many videos in one task instance; write one JSON line per video; return a small summary.
+
+    The videos are listed as a stream, from exactly one of ``videos``, ``videos_glob`` or ``manifest``.
+    They are submitted ``max_concurrent_uploads`` at a time in the worker; the jobs are then polled
+    from the worker or, with ``deferrable=True``, by :class:`SlipstreamJobsTrigger` on the triggerer
+    (``jobs_per_trigger`` jobs per deferral). A 429/503 from Slipstream slows the whole batch down
+    (honouring ``Retry-After``), and successes speed it up again.
+
+    Each line of ``output_path``: the result dict plus ``video``; or ``{"video", "job_id", "error":
+    {"type", "message"}}`` for a video that could not be recognised (a broken file, an expired job).
+    Per-video failures do not fail the task unless more than ``max_failed`` occur; then it fails
+    with a message that names the file. The XCom: ``{"videos", "counts", "failed", "competitor_hits",
+    "output_path"}``.
+
+    Resumable per video: every job id is checkpointed in ``<output_path>.jobs/`` before the next video
+    is submitted, so a retried or cleared task never submits a video twice while its job is kept
+    (about a day) and never reuses a job for a changed file (size and modification time). The ledger
+    stays after success: clearing the task writes the same results again; a new ``output_path`` (or
+    deleting its ``.jobs`` folder) recognises the videos afresh.
+
+    :param videos: Paths or object-storage URLs (templated; a list, an XComArg, or a rendered string).
+    :param videos_glob: A glob such as ``"s3://aws@bucket/inbox/{{ ds }}/*.mp4"`` (templated).
+    :param manifest: A file with one path per line (templated); ``#`` starts a comment line.
+    :param output_path: The JSON Lines results file, local or object storage (templated). Required.
+    :param max_concurrent_uploads: Videos uploading at once.
+    :param max_concurrent_polls: Job polls in flight at once.
+    :param max_failed: Failures allowed before the task fails: a count (int) or a fraction of the
+        batch (a float below 1). Default 0.1: up to 10 %.
+    :param poll_interval: Seconds between rounds of polls.
+    :param timeout: Longest run in seconds or as a timedelta; default what is left of
+        ``execution_timeout`` (less a margin to write the results), else 24 hours. Jobs still running
+        then get a timeout line; a retry waits for them again.
+    :param deferrable: Wait on the triggerer; defaults to ``[operators] default_deferrable``.
+    :param jobs_per_trigger: Jobs per deferral (at most 5,000).
+    :param upload_method: ``"auto"``, ``"direct"`` or ``"presigned"``.
+    :param competitor_labels: As for :class:`SlipstreamRecognizeVideoOperator` (templated).
+    :param slipstream_conn_id: The ``slipstream`` connection (templated).
+    """
+
+    template_fields: Sequence[str] = (
+        "videos",
+        "videos_glob",
+        "manifest",
+        "output_path",
+        "competitor_labels",
+        "slipstream_conn_id",
+    )
+    ui_color = _UI_COLOR
+
+    def __init__(
+        self,
+        *,
+        output_path: str,
+        videos: Any = None,
+        videos_glob: str | None = None,
+        manifest: str | None = None,
+        max_concurrent_uploads: int = 8,
+        max_concurrent_polls: int = 16,
+        max_failed: int | float = 0.1,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        timeout: float | timedelta | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        jobs_per_trigger: int = 1000,
+        upload_method: UploadMethod = "auto",
+        competitor_labels: list[str] | str | None = None,
+        slipstream_conn_id: str = SlipstreamHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if sum(source is not None for source in (videos, videos_glob, manifest)) != 1:
+            raise ValueError(f"{self.task_id}: pass exactly one of videos, videos_glob or manifest.")
+        concurrency = {"max_concurrent_uploads": max_concurrent_uploads, "max_concurrent_polls": max_concurrent_polls}
+        for name, value in concurrency.items():
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{self.task_id}: {name} must be a positive integer, got {value!r}.")
+        if not 1 <= jobs_per_trigger <= MAX_JOBS_PER_TRIGGER:
+            raise ValueError(
+                f"{self.task_id}: jobs_per_trigger must be 1 to {MAX_JOBS_PER_TRIGGER}, got {jobs_per_trigger!r}."
+            )
+        if isinstance(max_failed, bool) or not (
+            (isinstance(max_failed, int) and max_failed >= 0) or (isinstance(max_failed, float) and 0 <= max_failed < 1)
+        ):
+            raise ValueError(
+                f"{self.task_id}: max_failed must be a count (an int >= 0) or a fraction (a float from 0 to "
+                f"below 1), got {max_failed!r}."
+            )
+        if poll_interval <= 0:
+            raise ValueError(f"{self.task_id}: poll_interval must be positive, got {poll_interval!r}.")
+        self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError(f"{self.task_id}: timeout must be positive, got {timeout!r}.")
+        if upload_method not in ("auto", "direct", "presigned"):
+            raise ValueError(
+                f"{self.task_id}: upload_method must be 'auto', 'direct' or 'presigned', not {upload_method!r}."
+            )
+        self.videos, self.videos_glob, self.manifest = videos, videos_glob, manifest
+        self.output_path = output_path
+        self.max_concurrent_uploads, self.max_concurrent_polls = max_concurrent_uploads, max_concurrent_polls
+        self.max_failed, self.poll_interval, self.deferrable = max_failed, poll_interval, deferrable
+        self.jobs_per_trigger = jobs_per_trigger
+        self.upload_method: UploadMethod = upload_method
+        self.competitor_labels, self.slipstream_conn_id = competitor_labels, slipstream_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        batch = self._batch(uuid.uuid4().hex, time.time() + self._bound(context))
+        batch.submit_all(
+            iter_videos(videos=self.videos, videos_glob=self.videos_glob, manifest=self.manifest),
+            max_concurrent_uploads=self.max_concurrent_uploads,
+        )
+        return self._wait(context, batch)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        if not event or event.get("status") != "success":
+            result_from_event(event)  # raises the error it names
+        assert event is not None  # for mypy: result_from_event raised otherwise
+        batch = self._batch(event["run"], event["deadline"])
+        for job_id, part in event["outcomes"]:
+            batch.record(job_id, part)
+        if event["timed_out"]:
+            batch.time_out(batch.waiting())
+        batch.ledger.flush()
+        return self._wait(context, batch)
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        if resumed_by_an_earlier_try(context, next_method, next_kwargs):
+            return self.execute(context)  # resumes from the ledger
+        return super().resume_execution(next_method, next_kwargs, context)
+
+    def _batch(self, run: str, deadline: float) -> BatchRun:
+        """The batch ``run`` (its token) over the ledger, bounded by ``deadline`` (Unix time)."""
+        if not isinstance(self.output_path, str) or not self.output_path.strip():
+            raise SlipstreamValidationError(
+                f"{self.task_id}: output_path must be the path of the results file (local or object "
+                f"storage, e.g. 's3://aws@bucket/results/{{{{ ds }}}}.jsonl'), got {self.output_path!r}."
+            )
+        labels = parse_labels(self.competitor_labels, f"{self.task_id}: competitor_labels")
+        self._deadline = deadline
+        hook = SlipstreamHook(
+            self.slipstream_conn_id, pace=Pace(uploads=self.max_concurrent_uploads, polls=self.max_concurrent_polls)
+        )
+        return BatchRun(
+            hook,
+            self.output_path.strip(),
+            run,
+            log=self.log,
+            deadline=time.monotonic() + deadline - time.time(),
+            labels=labels,
+            upload_method=self.upload_method,
+        )
+
+    def _wait(self, context: Context, batch: BatchRun) -> dict[str, Any]:
+        waiting = batch.waiting()
+        left = self._deadline - time.time()
+        if waiting and self.deferrable and left > self.poll_interval:
+            batch.progress.maybe_log(force=True, note=f"; deferring {min(len(waiting), self.jobs_per_trigger)} jobs")
+            trigger = SlipstreamJobsTrigger(
+                job_ids=list(waiting)[: self.jobs_per_trigger],
+                slipstream_conn_id=self.slipstream_conn_id,
+                poll_interval=self.poll_interval,
+                deadline=self._deadline,
+                competitor_labels=batch.labels,
+                max_concurrent_polls=self.max_concurrent_polls,
+                run=batch.run,
+                try_number=context["ti"].try_number,
+            )
+            defer_with_backstop(self, context, trigger, wait=left, poll_interval=self.poll_interval)
+        if waiting:
+            asyncio.run(batch.wait_all(self.poll_interval, self.max_concurrent_polls))
+        summary = batch.publish()
+        batch.progress.maybe_log(force=True, note=f"; results in {summary['output_path']}")
+        allowed = allowed_failures(self.max_failed, summary["videos"])
+        if summary["failed"] > allowed:
+            raise SlipstreamBatchFailedError(
+                f"{summary['failed']} of {summary['videos']} videos failed, more than max_failed={self.max_failed!r} "
+                f"allows ({allowed}). Each failure's error is in its line of {summary['output_path']}; a retry "
+                "submits again the videos whose failure was temporary."
+            )
+        return summary
+
+    def _bound(self, context: Context) -> float:
+        """Seconds this try may run: ``timeout``, else 24 h; within ``execution_timeout`` less a margin."""
+        bound = self.timeout if self.timeout is not None else DEFAULT_BATCH_TIMEOUT.total_seconds()
+        if self.execution_timeout is not None:
+            started = getattr(context["ti"], "start_date", None)
+            spent = (datetime.now(timezone.utc) - started).total_seconds() if started else 0.0
+            total = self.execution_timeout.total_seconds()
+            # Room to write the results file before Airflow ends the try.
+            bound = min(bound, total - spent - min(30.0, 0.1 * total))
+        return max(bound, self.poll_interval)
 
 
 class SlipstreamGetTrackOperator(BaseOperator):

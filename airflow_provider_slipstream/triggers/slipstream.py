@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -11,6 +13,8 @@ from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_slipstream import exceptions
+from airflow_provider_slipstream._pace import Pace
+from airflow_provider_slipstream.batch import PROGRESS_SECONDS, poll_once
 from airflow_provider_slipstream.exceptions import SlipstreamError, SlipstreamJobTimeoutError, SlipstreamTransientError
 from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook, log_status
 
@@ -130,6 +134,99 @@ class SlipstreamJobTrigger(BaseTrigger):
                 await asyncio.sleep(pause)
 
 
+class SlipstreamJobsTrigger(BaseTrigger):
+    """
+    Poll many Slipstream jobs of a batch over the triggerer's shared client, until all ended or the deadline.
+
+    Emits one event: ``{"status": "success", "outcomes": [[job_id, result dict or {"error": ...}], ...],
+    "timed_out": bool, "run", "try_number"}``, or ``{"status": "error", "error", "message", ...}`` when
+    the key is refused. It ends early once its outcomes reach ``max_event_bytes``, so that no event
+    grows past Airflow's limits; the task records them and defers again for the jobs left.
+
+    :param job_ids: The jobs to wait for (the operator bounds how many one trigger takes).
+    :param deadline: Unix time at which the wait ends; jobs still running are reported as timed out.
+    :param run: The batch run's token, echoed in the event.
+    """
+
+    def __init__(
+        self,
+        job_ids: list[str],
+        slipstream_conn_id: str = SlipstreamHook.default_conn_name,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        deadline: float | None = None,
+        competitor_labels: list[str] | tuple[str, ...] | None = None,
+        max_concurrent_polls: int = 16,
+        max_event_bytes: int = 512 * 1024,
+        run: str | None = None,
+        try_number: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.job_ids = list(job_ids)
+        self.slipstream_conn_id = slipstream_conn_id
+        self.poll_interval = poll_interval
+        self.deadline = deadline
+        self.competitor_labels = None if competitor_labels is None else list(competitor_labels)
+        self.max_concurrent_polls = max_concurrent_polls
+        self.max_event_bytes = max_event_bytes
+        self.run_token = run
+        self.try_number = try_number
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "job_ids": self.job_ids,
+                "slipstream_conn_id": self.slipstream_conn_id,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+                "competitor_labels": self.competitor_labels,
+                "max_concurrent_polls": self.max_concurrent_polls,
+                "max_event_bytes": self.max_event_bytes,
+                "run": self.run_token,
+                "try_number": self.try_number,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        origin = {"run": self.run_token, "deadline": self.deadline, "try_number": self.try_number}
+        try:
+            outcomes, timed_out = await self._wait()
+        except SlipstreamError as exc:
+            yield TriggerEvent({"status": "error", "error": type(exc).__name__, "message": str(exc), **origin})
+        else:
+            yield TriggerEvent({"status": "success", "outcomes": outcomes, "timed_out": timed_out, **origin})
+
+    async def _wait(self) -> tuple[list[list[Any]], bool]:
+        hook = SlipstreamHook(self.slipstream_conn_id, pace=Pace(uploads=1, polls=self.max_concurrent_polls))
+        waiting = dict.fromkeys(self.job_ids)
+        outcomes: list[list[Any]] = []
+        size, started, logged = 0, time.monotonic(), time.monotonic()
+        async with hook.async_client() as client:
+            while waiting:
+                round_start = time.monotonic()
+                for job_id, part in await poll_once(
+                    hook, client, list(waiting), self.competitor_labels, self.max_concurrent_polls
+                ):
+                    if size >= self.max_event_bytes:
+                        break  # the rest of this round waits for the next deferral (one more poll each)
+                    del waiting[job_id]
+                    outcomes.append([job_id, part])
+                    size += len(json.dumps(part)) + 64
+                if not waiting or size >= self.max_event_bytes:
+                    return outcomes, False
+                if round_start - logged >= PROGRESS_SECONDS:
+                    logged = round_start
+                    done = len(self.job_ids) - len(waiting)
+                    self.log.info(
+                        "Batch trigger: %d / %d jobs done in %.0f s", done, len(self.job_ids), round_start - started
+                    )
+                left = math.inf if self.deadline is None else self.deadline - time.time()
+                if left < self.poll_interval:
+                    return outcomes, True
+                await asyncio.sleep(max(0.0, self.poll_interval - (time.monotonic() - round_start)))
+        return outcomes, False
+
+
 def result_from_event(event: dict[str, Any] | None) -> dict[str, Any]:
     """The result dict of a success event; for an error event, raise the error it names."""
     if event and event.get("status") == "success":
@@ -158,20 +255,28 @@ def defer_to_trigger(
 ) -> None:
     """Defer ``task`` to a :class:`SlipstreamJobTrigger` that waits ``wait`` seconds at most, then
     resume it in its ``execute_complete``."""
+    trigger = SlipstreamJobTrigger(
+        job_id=job_id,
+        slipstream_conn_id=slipstream_conn_id,
+        poll_interval=poll_interval,
+        deadline=time.time() + wait,
+        competitor_labels=competitor_labels,
+        # Which try deferred (not the defer kwargs: `airflow dags test` drops those).
+        try_number=context["ti"].try_number,
+    )
+    defer_with_backstop(task, context, trigger, wait=wait, poll_interval=poll_interval)
+
+
+def defer_with_backstop(
+    task: BaseOperator, context: Context, trigger: BaseTrigger, *, wait: float, poll_interval: float
+) -> None:
+    """Defer to a trigger whose own deadline is ``wait`` seconds away; resume in ``execute_complete``."""
     ti = context["ti"]
     if not AIRFLOW_V_3_1_PLUS:
         # A lost trigger's failure has no event to name its try; this XCom does.
         ti.xcom_push(key=DEFERRED_TRY_XCOM, value=ti.try_number)
     task.defer(
-        trigger=SlipstreamJobTrigger(
-            job_id=job_id,
-            slipstream_conn_id=slipstream_conn_id,
-            poll_interval=poll_interval,
-            deadline=time.time() + wait,
-            competitor_labels=competitor_labels,
-            # Which try deferred (not the defer kwargs: `airflow dags test` drops those).
-            try_number=ti.try_number,
-        ),
+        trigger=trigger,
         method_name="execute_complete",
         # A backstop for a triggerer that dies; the trigger's own deadline ends first, with a clearer message.
         timeout=timedelta(seconds=wait + poll_interval + DEFER_TIMEOUT_MARGIN),

@@ -1,0 +1,277 @@
+"""
+The batch operator and its pieces against the simulator: the results file's contract for every kind
+of outcome, resuming without a second submit, 429 storms, the deferred path's events, shards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow.providers.common.compat.sdk import TaskDeferred
+
+from airflow_provider_slipstream._pace import Pace
+from airflow_provider_slipstream.batch import BatchRun, Ledger, iter_videos, shard_manifests
+from airflow_provider_slipstream.exceptions import SlipstreamBatchFailedError, SlipstreamValidationError
+from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook
+from airflow_provider_slipstream.operators.slipstream import SlipstreamBatchRecognizeOperator
+from airflow_provider_slipstream.samples import sample_videos
+from airflow_provider_slipstream.simulator import Fault, SimulatorServer
+from airflow_provider_slipstream.triggers.slipstream import SlipstreamJobsTrigger
+from tests.contract import EXPECTED_TRACKS, expected_result
+from tests.fakes import LogRecorder
+
+SUBMIT = "/api/v4/video-recognition/"
+KINDS = list(EXPECTED_TRACKS)
+HANG_GUARD_SECONDS = 60.0
+
+
+class FakeTI:
+    def __init__(self) -> None:
+        self.try_number, self.task_id, self.map_index = 1, "batch", -1
+        self.start_date = None
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        pass
+
+
+def clips(folder: Path, per_kind: int) -> list[Path]:
+    """``per_kind`` distinct clips of each match kind (distinct bytes: distinct jobs)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    made = []
+    for sample in sample_videos().values():
+        for index in range(per_kind):
+            path = folder / f"{sample.stem}_{index:04d}{sample.suffix}"
+            path.write_bytes(sample.read_bytes() + f"#{index}".encode())
+            made.append(path)
+    return made
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def kind_of(video: str) -> str:
+    return next(kind for kind, sample in sample_videos().items() if Path(video).name.startswith(sample.stem))
+
+
+def operator(**kwargs: Any) -> SlipstreamBatchRecognizeOperator:
+    kwargs.setdefault("poll_interval", 0.2)
+    return SlipstreamBatchRecognizeOperator(task_id=f"batch_{uuid.uuid4().hex[:6]}", **kwargs)
+
+
+def run_deferred(op: SlipstreamBatchRecognizeOperator, context: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """execute -> trigger run -> execute_complete, as the triggerer would, until the task returns."""
+    deferrals = 0
+    step = lambda: op.execute(context)  # noqa: E731
+    while True:
+        try:
+            return step(), deferrals
+        except TaskDeferred as deferred:
+            deferrals += 1
+            trigger = deferred.trigger
+            # The trigger travels serialized: run the copy the triggerer would build.
+            path, kwargs = trigger.serialize()
+            assert path.endswith("SlipstreamJobsTrigger")
+            assert len(json.dumps(kwargs)) < 1024 * 1024
+            copy = SlipstreamJobsTrigger(**kwargs)
+
+            async def first_event(trigger: SlipstreamJobsTrigger = copy) -> Any:
+                async for event in trigger.run():
+                    return event.payload
+                return None
+
+            event = asyncio.run(asyncio.wait_for(first_event(), HANG_GUARD_SECONDS))
+            assert len(json.dumps(event)) < 1024 * 1024
+            step = lambda event=event: op.execute_complete(context, event)  # noqa: E731
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["worker", "deferred"])
+def test_results_file_is_the_contract_for_every_video(
+    sim_conn: SimulatorServer, tmp_path: Path, deferrable: bool
+) -> None:
+    made = clips(tmp_path / "inbox", per_kind=3)
+    (tmp_path / "inbox" / "broken_empty.mp4").write_bytes(b"")  # refused before any request
+    out = tmp_path / "results.jsonl"
+    op = operator(
+        videos_glob=f"{tmp_path}/inbox/*.mp4",
+        output_path=str(out),
+        deferrable=deferrable,
+        jobs_per_trigger=2,
+        max_failed=1,
+    )
+    # .mov and .avi clips are not matched by the glob: only the .mp4 ones are in the batch.
+    listed = sorted(str(p) for p in made if p.suffix == ".mp4")
+    if deferrable:
+        summary, deferrals = run_deferred(op, {"ti": FakeTI()})
+        assert deferrals >= len(listed) // 2  # two jobs per trigger
+    else:
+        summary = op.execute({"ti": FakeTI()})
+    got = {line["video"]: line for line in lines(out)}
+    assert sorted(got) == sorted([*listed, str(tmp_path / "inbox" / "broken_empty.mp4")])
+    for video in listed:
+        line = got[video]
+        assert line == {"video": video, **expected_result(line["job_id"], kind_of(video))}
+    broken = got[str(tmp_path / "inbox" / "broken_empty.mp4")]
+    assert broken["job_id"] is None
+    assert broken["error"]["type"] == "SlipstreamValidationError"
+    assert "empty" in broken["error"]["message"]
+    counts = {kind: sum(kind_of(v) == kind for v in listed) for kind in KINDS}
+    assert summary == {
+        "videos": len(listed) + 1,
+        "counts": counts,
+        "failed": 1,
+        "competitor_hits": counts["competitor"],
+        "output_path": str(out),
+    }
+    assert sim_conn.state.jobs_created == len(listed)
+
+
+def test_an_expired_job_and_a_refused_upload_are_error_lines(sim_conn: SimulatorServer, tmp_path: Path) -> None:
+    made = clips(tmp_path / "in", per_kind=2)
+    sim_conn.state.add_fault(Fault("status", path=SUBMIT, method="POST", status=400, remaining=1))
+    batch = BatchRun(
+        SlipstreamHook(), str(tmp_path / "out.jsonl"), "run1", log=LogRecorder(), deadline=time.monotonic() + 60
+    )
+    batch.submit_all((str(p) for p in made), max_concurrent_uploads=4)
+    expired_job = next(iter(batch.waiting()))
+    assert sim_conn.state.expire_job(expired_job)
+    asyncio.run(batch.wait_all(0.2, 4))
+    summary = batch.publish()
+    got = lines(tmp_path / "out.jsonl")
+    assert len(got) == len(made)
+    errors = {line["error"]["type"]: line for line in got if "error" in line}
+    assert set(errors) == {"SlipstreamValidationError", "SlipstreamJobNotFoundError"}
+    assert "(400)" in errors["SlipstreamValidationError"]["error"]["message"]
+    assert errors["SlipstreamJobNotFoundError"]["job_id"] == expired_job
+    assert summary["failed"] == 2
+
+
+def test_a_retry_resumes_every_job_and_submits_nothing_twice(sim_conn: SimulatorServer, tmp_path: Path) -> None:
+    made = clips(tmp_path / "in", per_kind=3)
+    out = tmp_path / "out.jsonl"
+    sim_conn.state.configure(processing_seconds=30)  # the first try ends while every job still runs
+    first = BatchRun(SlipstreamHook(), str(out), "try1", log=LogRecorder(), deadline=time.monotonic() + 60)
+    first.submit_all((str(p) for p in made[:7]), max_concurrent_uploads=3)  # "killed" after 7 submits
+    assert sim_conn.state.jobs_created == 7
+    sim_conn.state.configure(processing_seconds=0, queued_seconds=0)
+    # One of the earlier jobs expired meanwhile: the retry submits that video once more.
+    expired = next(iter(first.waiting()))
+    sim_conn.state.expire_job(expired)
+    summary = operator(videos=[str(p) for p in made], output_path=str(out)).execute({"ti": FakeTI()})
+    assert sim_conn.state.jobs_created == len(made) + 1
+    assert summary["failed"] == 0
+    assert len(lines(out)) == len(made)
+    assert expired not in {line["job_id"] for line in lines(out)}
+    # A clear after success: the same results again, no submit.
+    again = operator(videos=[str(p) for p in made], output_path=str(out)).execute({"ti": FakeTI()})
+    assert again == summary
+    assert sim_conn.state.jobs_created == len(made) + 1
+
+
+def test_a_changed_file_is_a_new_input(sim_conn: SimulatorServer, tmp_path: Path) -> None:
+    made = clips(tmp_path / "in", per_kind=1)
+    out = str(tmp_path / "out.jsonl")
+    operator(videos=[str(p) for p in made], output_path=out).execute({"ti": FakeTI()})
+    internal = next(p for p in made if kind_of(str(p)) == "internal")
+    internal.write_bytes(sample_videos()["internal"].read_bytes() + b"a longer, different clip")
+    operator(videos=[str(p) for p in made], output_path=out).execute({"ti": FakeTI()})
+    assert sim_conn.state.jobs_created == len(made) + 1
+
+
+def test_a_429_storm_slows_the_batch_without_failing_it(sim_conn: SimulatorServer, tmp_path: Path) -> None:
+    made = clips(tmp_path / "in", per_kind=5)
+    storm = sim_conn.state.add_fault(
+        Fault("status", path=SUBMIT, method="POST", status=429, headers={"Retry-After": "1"}, remaining=12)
+    )
+    pace = Pace(uploads=6, polls=6)
+    batch = BatchRun(
+        SlipstreamHook(pace=pace), str(tmp_path / "o.jsonl"), "r", log=LogRecorder(), deadline=time.monotonic() + 120
+    )
+    started = time.monotonic()
+    batch.submit_all((str(p) for p in made), max_concurrent_uploads=6)
+    asyncio.run(batch.wait_all(0.2, 6))
+    assert storm.remaining == 0
+    assert batch.publish()["failed"] == 0
+    assert sim_conn.state.jobs_created == len(made)
+    # The whole batch waited out Retry-After together, and halved its concurrency, then grew it again.
+    assert pace.throttles >= 1
+    assert time.monotonic() - started >= 1.0
+    assert pace.uploads.limit > 1
+
+
+def test_max_failed_fails_the_task_naming_the_file(sim_conn: SimulatorServer, tmp_path: Path) -> None:
+    good = clips(tmp_path / "in", per_kind=1)
+    broken = []
+    for index in range(2):
+        broken.append(tmp_path / "in" / f"empty_{index}.mp4")
+        broken[-1].write_bytes(b"")
+    out = str(tmp_path / "out.jsonl")
+    with pytest.raises(SlipstreamBatchFailedError, match=r"2 of 6 videos failed.*out\.jsonl"):
+        operator(videos=[str(p) for p in good + broken], output_path=out, max_failed=1).execute({"ti": FakeTI()})
+    assert len(lines(Path(out))) == 6
+    summary = operator(videos=[str(p) for p in good + broken], output_path=out, max_failed=0.5).execute(
+        {"ti": FakeTI()}
+    )
+    assert summary["failed"] == 2
+
+
+def test_a_trigger_event_stays_small_and_the_task_defers_again(sim_conn: SimulatorServer, tmp_path: Path) -> None:
+    made = clips(tmp_path / "in", per_kind=4)
+    op = operator(videos=[str(p) for p in made], output_path=str(tmp_path / "o.jsonl"), deferrable=True)
+    batch = BatchRun(SlipstreamHook(), op.output_path, "r", log=LogRecorder(), deadline=time.monotonic() + 60)
+    batch.submit_all((str(p) for p in made), max_concurrent_uploads=4)
+    trigger = SlipstreamJobsTrigger(job_ids=list(batch.waiting()), poll_interval=0.2, max_event_bytes=1000, run="r")
+
+    async def first_event() -> Any:
+        async for event in trigger.run():
+            return event.payload
+
+    event = asyncio.run(asyncio.wait_for(first_event(), HANG_GUARD_SECONDS))
+    assert event["status"] == "success"
+    assert 0 < len(event["outcomes"]) < len(made)  # ended early at ~1000 bytes of results
+    assert not event["timed_out"]
+
+
+def test_inputs_list_glob_manifest_and_shards(tmp_path: Path) -> None:
+    made = [str(p) for p in clips(tmp_path / "in", per_kind=5)]
+    assert list(iter_videos(videos=", ".join(made[:3]))) == made[:3]
+    assert list(iter_videos(videos=json.dumps(made))) == made
+    assert sorted(iter_videos(videos_glob=f"{tmp_path}/in/*.mov")) == sorted(p for p in made if p.endswith(".mov"))
+    shards = shard_manifests(iter(made), shards=3, folder=str(tmp_path / "shards"))
+    parts = [list(iter_videos(manifest=s)) for s in shards]
+    assert sorted(v for part in parts for v in part) == sorted(made)
+    assert all(parts)
+    # Stable: the same listing splits the same way.
+    assert [list(iter_videos(manifest=s)) for s in shard_manifests(made, shards=3, folder=str(tmp_path / "b"))] == parts
+    with pytest.raises(SlipstreamValidationError, match="no wildcard"):
+        list(iter_videos(videos_glob=f"{tmp_path}/in/"))
+
+
+def test_bad_arguments_are_refused_before_any_request() -> None:
+    with pytest.raises(ValueError, match="exactly one of videos"):
+        SlipstreamBatchRecognizeOperator(task_id="t", output_path="o", videos=["a"], manifest="m")
+    with pytest.raises(ValueError, match="max_failed"):
+        SlipstreamBatchRecognizeOperator(task_id="t", output_path="o", videos=["a"], max_failed=1.5)
+    with pytest.raises(ValueError, match="jobs_per_trigger"):
+        SlipstreamBatchRecognizeOperator(task_id="t", output_path="o", videos=["a"], jobs_per_trigger=10_000)
+    with pytest.raises(SlipstreamValidationError, match="output_path"):
+        SlipstreamBatchRecognizeOperator(task_id="t", output_path=" ", videos=["a"]).execute({"ti": FakeTI()})
+
+
+def test_ledger_group_commit_and_compaction(tmp_path: Path) -> None:
+    ledger = Ledger(str(tmp_path / "o.jsonl"))
+    for index in range(70):
+        ledger.commit({"k": "listed", "run": "r", "video": f"v{index}", "fp": "1:1"})
+    assert len(list((tmp_path / "o.jsonl.jobs").iterdir())) == 70
+    ledger.compact()
+    assert len(list((tmp_path / "o.jsonl.jobs").iterdir())) == 1
+    assert [r["video"] for r in ledger.records()] == [f"v{index}" for index in range(70)]
+    shutil.rmtree(tmp_path / "o.jsonl.jobs")
+    assert list(ledger.records()) == []
