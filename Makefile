@@ -26,6 +26,8 @@ AIRFLOW_PINS := $(AIRFLOW_PINS_$(AIRFLOW_VERSION))
 MATRIX_VERSIONS ?= 3.0.6 3.1.8 3.2.2 3.3.2
 MATRIX_OLDEST := $(firstword $(MATRIX_VERSIONS))
 MATRIX_NEWEST := $(lastword $(MATRIX_VERSIONS))
+# The versions between the ends run no deployment tests; they run side by side (see `matrix`).
+MATRIX_MIDDLE := $(filter-out $(MATRIX_OLDEST) $(MATRIX_NEWEST),$(MATRIX_VERSIONS))
 MATRIX_DIR := .venvs
 MATRIX_SUMMARY := $(MATRIX_DIR)/matrix-summary.txt
 
@@ -62,6 +64,8 @@ test-one: $(STAMP) lint
 ## Lint on the newest version, then each version's suite; one line per version in
 ## $(MATRIX_SUMMARY), printed at the end. A failing version does not stop the others (one run
 ## shows every version that breaks); the target fails afterwards if lint or any version failed.
+## The oldest and newest run alone (their deployment tests take the machine); the middle versions
+## run concurrently, each printing its whole output once both are done.
 matrix:
 	@mkdir -p $(MATRIX_DIR) && : > $(MATRIX_SUMMARY)
 	@# The venvs first, concurrently (installing is I/O-bound); a failed one is reported by its version's step.
@@ -73,7 +77,13 @@ matrix:
 	if $(MAKE) --no-print-directory lint VENV=$(MATRIX_DIR)/airflow-$(MATRIX_NEWEST) AIRFLOW_VERSION=$(MATRIX_NEWEST); \
 	then echo "lint    ok     (ruff, mypy on $(MATRIX_NEWEST))" >> $(MATRIX_SUMMARY); \
 	else echo "lint    FAILED (ruff, mypy on $(MATRIX_NEWEST))" >> $(MATRIX_SUMMARY); failed=1; fi; \
-	for v in $(MATRIX_VERSIONS); do $(MAKE) --no-print-directory matrix-version V=$$v || failed=1; done; \
+	$(MAKE) --no-print-directory matrix-version V=$(MATRIX_OLDEST) || failed=1; \
+	pids=(); for v in $(MATRIX_MIDDLE); do \
+	  $(MAKE) --no-print-directory matrix-version V=$$v > $(MATRIX_DIR)/matrix-out-$$v.txt 2>&1 & pids+=($$!); \
+	done; \
+	for pid in "$${pids[@]}"; do wait $$pid || failed=1; done; \
+	for v in $(MATRIX_MIDDLE); do cat $(MATRIX_DIR)/matrix-out-$$v.txt; done; \
+	$(MAKE) --no-print-directory matrix-version V=$(MATRIX_NEWEST) || failed=1; \
 	echo; echo "== Airflow version matrix ($(MATRIX_SUMMARY); logs $(MATRIX_DIR)/matrix-<version>.log)"; \
 	cat $(MATRIX_SUMMARY); \
 	exit $$failed

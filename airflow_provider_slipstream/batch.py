@@ -1,15 +1,15 @@
 """
-Recognising many videos in one task: the listing, the checkpoint ledger, the submits, the polls of
-many jobs, and the results file. ``SlipstreamBatchRecognizeOperator`` and ``SlipstreamJobsTrigger``
-are thin layers over this module.
+Recognising many videos in one task: the listing, the checkpoint, the submits, the polls of many
+jobs, and the results file. ``SlipstreamBatchRecognizeOperator`` and ``SlipstreamJobsTrigger`` are
+thin layers over this module.
 
-The ledger is a folder beside the results file, ``<output_path>.jobs/``, of JSON Lines parts that
-are only ever added (object stores cannot append). Each record is about one video, named by its path
-and fingerprint (size and modification time, so a path that now holds another video is another
-input): ``listed`` (this run's listing), ``job`` (submitted: the job id, written before the next
-video is taken), ``done`` (its results line; ``retry`` when a later run should try it again). The
-latest record wins. The results file is written once at the end, one line per listed video, from
-the ledger: nothing is held in memory per video but its job id and match kind.
+The checkpoint is a ledger (``_ledger``) in ``<output_path>.jobs/``. Each record is about one video,
+named by its path and fingerprint (size and modification time, so a path that now holds another
+video is another input): ``listed`` (in this run's listing), ``job`` (submitted: written before
+the upload thread takes its next video), ``done`` (its results line; ``retry`` when a later run
+should try it again). The latest record wins. The results file is written once at the end, one
+line per listed video, from the ledger: nothing is held in memory per video but its job id and
+match kind.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import json
 import math
 import threading
 import time
-import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,14 +28,17 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException
 
+from airflow_provider_slipstream._ledger import Ledger
 from airflow_provider_slipstream.exceptions import (
     SlipstreamAuthError,
     SlipstreamError,
     SlipstreamJobNotFoundError,
     SlipstreamJobTimeoutError,
+    SlipstreamSubmitUncertainError,
     SlipstreamTransientError,
     SlipstreamValidationError,
 )
+from airflow_provider_slipstream.hooks.slipstream import UNCERTAIN_SUBMIT_ADVICE
 from airflow_provider_slipstream.models import MatchKind
 from airflow_provider_slipstream.uploads import open_video
 from airflow_provider_slipstream.validation import parse_list
@@ -51,20 +53,28 @@ if TYPE_CHECKING:
 LEDGER_SUFFIX = ".jobs"
 #: A steady progress line, not one per video.
 PROGRESS_SECONDS = 30.0
-#: Loading a ledger of more parts than this first merges them into one (a resumed batch of 10,000
-#: videos would otherwise read thousands of small objects on every try).
-_COMPACT_PARTS = 64
 _FAILED = "failed"
+_BATCH_UNCERTAIN_ADVICE = (
+    "The batch does not submit it again; if no job appears for this video, recognise it on its own "
+    "(SlipstreamRecognizeVideoOperator) or in a batch with another output_path."
+)
 
 
 def storage_path(location: Any) -> Any:
-    """A local ``Path``, or an ``ObjectStoragePath`` for a URL (``s3://conn_id@bucket/key``)."""
+    """A local ``Path`` (also for ``file://``), or an ``ObjectStoragePath`` for a URL (``s3://conn_id@bucket/key``)."""
+    if isinstance(location, str) and location.startswith("file://"):
+        return Path(location.removeprefix("file://"))
     if isinstance(location, str) and "://" in location:
         # Imported here: object storage pulls in fsspec, which local batches never need.
         from airflow.providers.common.compat.sdk import ObjectStoragePath
 
         return ObjectStoragePath(location)
     return Path(location) if isinstance(location, str) else location
+
+
+def is_local(path: Any) -> bool:
+    # On Airflow 3.0 (universal-pathlib 0.2) an ObjectStoragePath is a pathlib.Path too.
+    return isinstance(path, Path) and getattr(path, "protocol", "") in ("", "file", "local")
 
 
 def video_name(path: Any) -> str:
@@ -86,7 +96,8 @@ def iter_videos(*, videos: Any = None, videos_glob: str | None = None, manifest:
             yield video_name(path)
     elif manifest is not None:
         with storage_path(manifest).open("r") as lines:
-            for line in lines:
+            # readline(), not iteration: Airflow 3.0's object-storage file wrapper is not iterable.
+            for line in iter(lines.readline, ""):
                 if (text := line.strip()) and not text.startswith("#"):
                     yield text
 
@@ -96,7 +107,9 @@ def _split_glob(pattern: str) -> tuple[str, str]:
     parts = rest.split("/")
     for index, part in enumerate(parts):
         if any(char in part for char in "*?["):
-            return f"{scheme}{sep}{'/'.join(parts[:index])}/", "/".join(parts[index:])
+            # "*.mp4" alone is relative to the working directory, as glob.glob has it.
+            base = "/".join(parts[:index]) + "/" if index else ("" if sep else "./")
+            return f"{scheme}{sep}{base}", "/".join(parts[index:])
     raise SlipstreamValidationError(
         f"videos_glob {pattern!r} has no wildcard; end it with a pattern such as '*.mp4' (or pass videos=[...])."
     )
@@ -113,7 +126,7 @@ def shard_manifests(videos: Iterable[str], *, shards: int, folder: str) -> list[
     if shards < 1:
         raise ValueError(f"shards must be at least 1, got {shards!r}")
     base = storage_path(folder)
-    if getattr(base, "protocol", "file") in ("", "file", "local"):
+    if is_local(base):  # object stores have no folders to make
         base.mkdir(parents=True, exist_ok=True)
     paths = [base / f"shard-{index:04d}-of-{shards:04d}.txt" for index in range(shards)]
     files = [path.open("w") for path in paths]
@@ -146,78 +159,10 @@ class Entry:
     kind: str | None = None  # set once it has its results line: a match kind, or "failed"
     retry: bool = False
     done_run: str | None = None
+    done_at: int | None = None  # the ordinal of its results line's record in the ledger
 
     def complete(self, run: str) -> bool:
         return self.kind is not None and (not self.retry or self.done_run == run)
-
-
-class Ledger:
-    """The checkpoint folder of one results file: append-only parts, flushed in groups."""
-
-    def __init__(self, output_path: str) -> None:
-        self.folder = storage_path(f"{output_path}{LEDGER_SUFFIX}")
-        self._pending: list[dict[str, Any]] = []
-        self._added = self._flushed = 0
-        self._lock = threading.Lock()
-        self._flush_lock = threading.Lock()
-        self._made = False
-
-    def add(self, record: dict[str, Any]) -> int:
-        with self._lock:
-            self._pending.append(record)
-            self._added += 1
-            return self._added
-
-    def commit(self, record: dict[str, Any]) -> None:
-        """Add and make durable before returning; concurrent commits share one write (group commit)."""
-        self.flush(upto=self.add(record))
-
-    def flush(self, upto: int | None = None) -> None:
-        with self._flush_lock:
-            if upto is not None and self._flushed >= upto:
-                return  # another thread's write carried it
-            with self._lock:
-                batch, self._pending, added = self._pending, [], self._added
-            if batch:
-                try:
-                    self._write(batch)
-                except BaseException:
-                    with self._lock:
-                        self._pending[:0] = batch
-                    raise
-            self._flushed = added
-
-    def records(self, parts: list[Any] | None = None) -> Iterator[dict[str, Any]]:
-        for part in self._parts() if parts is None else parts:
-            with part.open("r") as lines:
-                for line in lines:
-                    if line.strip():
-                        yield json.loads(line)
-
-    def compact(self) -> None:
-        parts = self._parts()
-        if len(parts) <= _COMPACT_PARTS:
-            return
-        # One new part with every record in order, then the old ones: a kill in between leaves both,
-        # which replay to the same state.
-        self._write(self.records(parts))
-        for part in parts:
-            part.unlink()
-
-    def _parts(self) -> list[Any]:
-        try:
-            return sorted((p for p in self.folder.iterdir() if p.name.startswith("part-")), key=lambda p: p.name)
-        except (FileNotFoundError, NotADirectoryError):  # no ledger yet (S3 answers the latter for a missing prefix)
-            return []
-
-    def _write(self, records: Iterable[dict[str, Any]]) -> None:
-        if not self._made and getattr(self.folder, "protocol", "file") in ("", "file", "local"):
-            self.folder.mkdir(parents=True, exist_ok=True)  # object stores have no folders to make
-            self._made = True
-        part = self.folder / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.jsonl"
-        with part.open("w") as out:
-            for record in records:
-                out.write(json.dumps(record, separators=(",", ":")) + "\n")
 
 
 class Progress:
@@ -266,21 +211,21 @@ class BatchRun:
     ) -> None:
         self.hook, self.output_path, self.run, self.log = hook, output_path, run, log
         self.deadline, self.labels, self.upload_method = deadline, labels, upload_method
-        self.ledger = Ledger(output_path)
+        folder = storage_path(f"{output_path}{LEDGER_SUFFIX}")
+        self.ledger = Ledger(folder, local=is_local(folder))
         self.state: dict[str, Entry] = {}
         self.listed: dict[str, str] = {}
         self._jobs: dict[str, str] = {}  # job id -> video
         self._fatal: BaseException | None = None
-        self._lock = threading.Lock()
-        self.ledger.compact()
-        for record in self.ledger.records():
-            self._replay(record)
-        counts = Counter(e.kind for v, e in self._listed_entries() if e.kind and e.complete(run))
+        self._lock = threading.Lock()  # upload threads list and finish videos concurrently
+        for ordinal, record in enumerate(self.ledger.load()):
+            self._replay(record, ordinal)
+        counts = Counter(e.kind for _, e in self._listed_entries() if e.kind and e.complete(run))
         self.progress = Progress(log, len(self.listed), sum(counts.values()), Counter(counts))
 
     # -- the ledger ------------------------------------------------------------------------
 
-    def _replay(self, record: Mapping[str, Any]) -> None:
+    def _replay(self, record: Mapping[str, Any], ordinal: int) -> None:
         video, fingerprint, kind = record["video"], record["fp"], record["k"]
         if kind == "listed":
             if record["run"] == self.run:
@@ -296,8 +241,8 @@ class BatchRun:
             entry = self.state[video] = Entry(fingerprint)
         if entry.job_id == record["job_id"]:
             line = record["line"]
-            entry.kind = line.get("match", _FAILED) if "error" not in line else _FAILED
-            entry.retry, entry.done_run = record["retry"], record["run"]
+            entry.kind = _FAILED if "error" in line else line["match"]
+            entry.retry, entry.done_run, entry.done_at = record["retry"], record["run"], ordinal
 
     def _listed_entries(self) -> Iterator[tuple[str, Entry]]:
         for video, fingerprint in self.listed.items():
@@ -309,31 +254,51 @@ class BatchRun:
         line = {"video": video, "job_id": job_id, **part} if "error" in part else {"video": video, **part}
         record: dict[str, Any] = {"k": "done", "run": self.run, "video": video, "fp": fingerprint, "job_id": job_id}
         record.update(retry=retry, line=line)
-        with self._lock:  # upload threads finish videos concurrently
-            self.ledger.add(record)
-            self._replay(record)
+        with self._lock:
+            self._replay(record, self.ledger.add(record))
             self.progress.add(self.state[video].kind or _FAILED)
 
     # -- listing and submitting (the worker) -------------------------------------------------
 
     def submit_all(self, videos: Iterable[str], *, max_concurrent_uploads: int) -> None:
-        """Checkpoint the listing and submit every video without a job yet, ``max_concurrent_uploads`` at once."""
+        """
+        Checkpoint the listing and submit every video without a job yet, ``max_concurrent_uploads`` at once.
+
+        The upload threads also look each video up (its size and modification time), so that a listing
+        of object-storage keys is not read one request at a time. Past the deadline no new upload
+        starts (one already running may finish after it): the videos left get a line that a retry submits.
+        """
         slots = threading.BoundedSemaphore(2 * max_concurrent_uploads)  # a bounded queue: the listing streams
+        seen: set[str] = set()
         with ThreadPoolExecutor(max_concurrent_uploads, thread_name_prefix="slipstream-upload") as pool:
             for video in videos:
                 if self._fatal is not None:
                     break
-                if video in self.listed:
+                if video in seen:
                     continue  # listed twice: one line
-                fingerprint, entry = self._list(video)
-                if fingerprint is None or (entry is not None and (entry.job_id or entry.complete(self.run))):
-                    continue  # failed already, or an earlier run's job: waited for, not submitted again
+                seen.add(video)
                 slots.acquire()
-                pool.submit(self._submit, video, fingerprint).add_done_callback(lambda _: slots.release())
-        self.ledger.flush()
+                pool.submit(self._take, video).add_done_callback(lambda _: slots.release())
+        self.ledger.consolidate()
         self.progress.total = len(self.listed)
         if self._fatal is not None:
             raise self._fatal
+
+    def _take(self, video: str) -> None:
+        try:
+            fingerprint, entry = self._list(video)
+            if fingerprint is None or (entry is not None and (entry.job_id or entry.complete(self.run))):
+                return  # failed already, or an earlier run's job: waited for, not submitted again
+            if time.monotonic() >= self.deadline:
+                late = SlipstreamJobTimeoutError(
+                    "Not submitted before the batch's timeout; a retry of the task submits it."
+                )
+                self._finish(video, fingerprint, None, error_part(late), retry=True)
+                return
+            self._submit(video, fingerprint)
+        except BaseException as exc:  # a ledger that cannot be written: stop before submitting more
+            self._fatal = exc
+        self.progress.maybe_log()
 
     def _list(self, video: str) -> tuple[str | None, Entry | None]:
         try:
@@ -344,35 +309,41 @@ class BatchRun:
             return None, None
         fingerprint = f"{file.size}:{file.modified}"
         self._record_listed(video, fingerprint)
-        entry = self.state.get(video)
-        if entry is not None and entry.fingerprint == fingerprint:
+        with self._lock:
+            entry = self.state.get(video)
+            if entry is None or entry.fingerprint != fingerprint:
+                return fingerprint, None
             if entry.complete(self.run):
                 self.progress.add(entry.kind or _FAILED)
             elif entry.kind is not None and not entry.job_id:
                 entry.kind = None  # an earlier run's temporary failure before any job: submit again
             return fingerprint, entry
-        return fingerprint, None
 
     def _record_listed(self, video: str, fingerprint: str) -> None:
-        self.listed[video] = fingerprint
-        self.ledger.add({"k": "listed", "run": self.run, "video": video, "fp": fingerprint})
-        self.progress.total = len(self.listed)
+        with self._lock:
+            self.listed[video] = fingerprint
+            self.ledger.add({"k": "listed", "run": self.run, "video": video, "fp": fingerprint})
+            self.progress.total = len(self.listed)
 
     def _submit(self, video: str, fingerprint: str) -> None:
         try:
             job = self.hook.submit_video(video, method=self.upload_method, deadline=self.deadline)
-            record = {"k": "job", "run": self.run, "video": video, "fp": fingerprint, "job_id": job.job_id}
-            # Durable before this thread takes its next video: a retry never submits it twice.
-            self.ledger.commit(record)
-            with self._lock:
-                self._replay(record)
         except SlipstreamAuthError as exc:
             self._fatal = exc  # no other video can succeed either
+            return
+        except SlipstreamSubmitUncertainError as exc:
+            uncertain = error_part(exc)
+            uncertain["error"]["message"] = str(exc).replace(UNCERTAIN_SUBMIT_ADVICE, _BATCH_UNCERTAIN_ADVICE)
+            self._finish(video, fingerprint, None, uncertain, retry=False)  # never re-sent: no duplicate job
+            return
         except SlipstreamError as exc:
             self._finish(video, fingerprint, None, error_part(exc), retry=_retryable(exc))
-        except BaseException as exc:  # a ledger that cannot be written: stop before submitting more
-            self._fatal = exc
-        self.progress.maybe_log()
+            return
+        record = {"k": "job", "run": self.run, "video": video, "fp": fingerprint, "job_id": job.job_id}
+        # Durable before this thread takes its next video: a retry never submits it twice.
+        ordinal = self.ledger.commit(record)
+        with self._lock:
+            self._replay(record, ordinal)
 
     # -- waiting ---------------------------------------------------------------------------
 
@@ -380,8 +351,8 @@ class BatchRun:
         """Job id -> video of every listed video still waiting for its job."""
         return {e.job_id: v for v, e in self._listed_entries() if e.job_id and not e.complete(self.run)}
 
-    def record(self, job_id: str, part: dict[str, Any]) -> None:
-        """A job's outcome from a poll: its result dict, or ``error_part`` of what ended it."""
+    def record(self, job_id: str, part: dict[str, Any], *, retry: bool = False) -> None:
+        """A job's outcome from a poll: its result dict, or ``error_part`` of what ended it (``retry``: temporary)."""
         video = self.waiting_video(job_id)
         if video is None:
             return
@@ -392,7 +363,7 @@ class BatchRun:
             if self._fatal is not None:
                 raise self._fatal
             return
-        self._finish(video, entry.fingerprint, job_id, part, retry=False)
+        self._finish(video, entry.fingerprint, job_id, part, retry=retry)
 
     def waiting_video(self, job_id: str) -> str | None:
         video = self._jobs.get(job_id)
@@ -415,37 +386,31 @@ class BatchRun:
         async with self.hook.async_client() as client:
             while waiting := self.waiting():
                 started = time.monotonic()
-                for job_id, part in await poll_once(self.hook, client, waiting, self.labels, max_concurrent_polls):
-                    self.record(job_id, part)
+                for job_id, part, retry in await poll_once(
+                    self.hook, client, waiting, self.labels, max_concurrent_polls, deadline=self.deadline
+                ):
+                    self.record(job_id, part, retry=retry)
                 self.ledger.flush()
                 self.progress.maybe_log()
                 if time.monotonic() + poll_interval > self.deadline:
                     self.time_out(self.waiting())
                     break
                 await asyncio.sleep(max(0.0, poll_interval - (time.monotonic() - started)))
-        self.ledger.flush()
+        self.ledger.consolidate()
 
     # -- the results -----------------------------------------------------------------------
 
     def publish(self) -> dict[str, Any]:
-        """Write the results file (one line per listed video) and return the summary."""
+        """Write the results file (one line per listed video, its latest outcome) and return the summary."""
+        self.ledger.flush()
         current = dict(self._listed_entries())
         written: set[str] = set()
         with storage_path(self.output_path).open("w") as out:
-            for record in self.ledger.records():
-                video = record["video"]
-                entry = current.get(video)
-                if (
-                    record["k"] != "done"
-                    or entry is None
-                    or video in written
-                    or record["fp"] != entry.fingerprint
-                    or record["job_id"] != entry.job_id
-                    or (record["retry"] and record["run"] != self.run)
-                ):
-                    continue
-                written.add(video)
-                out.write(json.dumps(record["line"], separators=(",", ":")) + "\n")
+            for ordinal, record in enumerate(self.ledger.records()):
+                entry = current.get(record["video"])
+                if entry is not None and entry.done_at == ordinal and entry.complete(self.run):
+                    written.add(record["video"])
+                    out.write(json.dumps(record["line"], separators=(",", ":")) + "\n")
             missing = [video for video in self.listed if video not in written]
             for video in missing:  # a bug if ever: still one line per video, and a failure
                 exc = SlipstreamError("No outcome was recorded for this video; retry the task.")
@@ -471,30 +436,35 @@ async def poll_once(
     job_ids: Iterable[str],
     labels: tuple[str, ...] | list[str] | None,
     concurrency: int,
-) -> list[tuple[str, dict[str, Any]]]:
+    *,
+    deadline: float | None,
+) -> list[tuple[str, dict[str, Any], bool]]:
     """
-    Poll each job once, ``concurrency`` at a time (the hook's pace may allow fewer); return the ones that
-    ended: (job id, result dict) or (job id, ``error_part``). A temporary failure waits for the next round;
-    a rejected key ends the batch.
+    Poll each job once, ``concurrency`` at a time (the hook's pace may allow fewer), until ``deadline``
+    (``time.monotonic()``); return the ones that ended: (job id, result dict or ``error_part``, whether
+    that error is temporary). A job whose poll failed for now, or was not reached before the deadline,
+    waits for the next round; a rejected key ends the batch.
     """
     config = await hook.aget_config()
     competitor_labels = config.competitor_labels_for(None if labels is None else tuple(labels))
-    ended: list[tuple[str, dict[str, Any]]] = []
+    ended: list[tuple[str, dict[str, Any], bool]] = []
     queue = iter(job_ids)
 
     async def worker() -> None:
         for job_id in queue:
+            if deadline is not None and time.monotonic() >= deadline:
+                return
             try:
-                job = await hook.aget_job(job_id, client)
+                job = await hook.aget_job(job_id, client, deadline=deadline)
             except SlipstreamAuthError:
                 raise
-            except SlipstreamTransientError:
+            except (SlipstreamTransientError, SlipstreamJobTimeoutError):
                 continue
             except SlipstreamError as exc:  # 404 (expired), an undocumented answer: this video's error line
-                ended.append((job_id, error_part(exc)))
+                ended.append((job_id, error_part(exc), _retryable(exc)))
             else:
                 if job.is_completed:
-                    ended.append((job_id, job.to_result(competitor_labels)))
+                    ended.append((job_id, job.to_result(competitor_labels), False))
 
     tasks = [asyncio.ensure_future(worker()) for _ in range(max(1, concurrency))]
     try:

@@ -81,11 +81,12 @@ def open_video(path: VideoPath, *, max_bytes: int | None = None) -> VideoFile:
 
 
 def _modified(info: Any) -> str:
-    # Object stores report it in their own key (S3 LastModified, memory created); local files as st_mtime.
+    # Object stores report it in their own keys (S3 LastModified, to the second, and ETag, the content's
+    # hash for a simple upload; memory created); local files as st_mtime.
     if isinstance(info, Mapping):
-        for key in ("LastModified", "mtime", "created", "ETag"):
-            if info.get(key):
-                return str(info[key])
+        found = [str(info[key]) for key in ("LastModified", "ETag", "mtime", "created") if info.get(key)]
+        if found:
+            return "|".join(found)
     mtime = getattr(info, "st_mtime", None)
     return "" if not mtime else repr(mtime)
 

@@ -6,8 +6,13 @@ of outcome, resuming without a second submit, 429 storms, the deferred path's ev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -156,7 +161,7 @@ def test_an_expired_job_and_a_refused_upload_are_error_lines(sim_conn: Simulator
 def test_a_retry_resumes_every_job_and_submits_nothing_twice(sim_conn: SimulatorServer, tmp_path: Path) -> None:
     made = clips(tmp_path / "in", per_kind=3)
     out = tmp_path / "out.jsonl"
-    sim_conn.state.configure(processing_seconds=30)  # the first try ends while every job still runs
+    sim_conn.state.configure(processing_seconds=1)  # the first try ends while every job still runs
     first = BatchRun(SlipstreamHook(), str(out), "try1", log=LogRecorder(), deadline=time.monotonic() + 60)
     first.submit_all((str(p) for p in made[:7]), max_concurrent_uploads=3)  # "killed" after 7 submits
     assert sim_conn.state.jobs_created == 7
@@ -265,13 +270,215 @@ def test_bad_arguments_are_refused_before_any_request() -> None:
         SlipstreamBatchRecognizeOperator(task_id="t", output_path=" ", videos=["a"]).execute({"ti": FakeTI()})
 
 
-def test_ledger_group_commit_and_compaction(tmp_path: Path) -> None:
-    ledger = Ledger(str(tmp_path / "o.jsonl"))
-    for index in range(70):
-        ledger.commit({"k": "listed", "run": "r", "video": f"v{index}", "fp": "1:1"})
-    assert len(list((tmp_path / "o.jsonl.jobs").iterdir())) == 70
-    ledger.compact()
+def test_a_submit_phase_leaves_one_ledger_part(sim_conn: SimulatorServer, tmp_path: Path) -> None:
+    made = clips(tmp_path / "in", per_kind=5)
+    batch = BatchRun(
+        SlipstreamHook(), str(tmp_path / "o.jsonl"), "r", log=LogRecorder(), deadline=time.monotonic() + 60
+    )
+    batch.submit_all((str(p) for p in made), max_concurrent_uploads=4)
     assert len(list((tmp_path / "o.jsonl.jobs").iterdir())) == 1
-    assert [r["video"] for r in ledger.records()] == [f"v{index}" for index in range(70)]
-    shutil.rmtree(tmp_path / "o.jsonl.jobs")
-    assert list(ledger.records()) == []
+    again = BatchRun(
+        SlipstreamHook(), str(tmp_path / "o.jsonl"), "r", log=LogRecorder(), deadline=time.monotonic() + 60
+    )
+    assert again.waiting() == batch.waiting()
+    assert len(again.waiting()) == len(made)
+
+
+def test_ledger_group_commit_compaction_and_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "o.jsonl.jobs"
+    ledger = Ledger(folder, local=True)
+    for index in range(70):
+        assert ledger.commit({"k": "listed", "video": f"v{index}"}) == index
+    assert len(list(folder.iterdir())) == 70
+    assert [r["video"] for r in Ledger(folder, local=True).load()] == [f"v{index}" for index in range(70)]
+    assert len(list(folder.iterdir())) == 1  # merged on load
+    # A writer whose clock runs behind the last part's still writes after it.
+    monkeypatch.setattr(time, "time_ns", lambda: 1)
+    late = Ledger(folder, local=True)
+    list(late.load())
+    late.commit({"k": "listed", "video": "after"})
+    assert [r["video"] for r in Ledger(folder, local=True).records()][-1] == "after"
+    shutil.rmtree(folder)
+    assert list(Ledger(folder, local=True).records()) == []
+
+
+def test_a_torn_last_line_is_skipped_and_a_local_part_is_never_half_written(tmp_path: Path) -> None:
+    folder = tmp_path / "o.jsonl.jobs"
+    Ledger(folder, local=True).commit({"k": "listed", "video": "a"})
+    (part,) = folder.iterdir()
+    with part.open("a") as out:
+        out.write('{"k": "listed", "vid')  # a write that never completed (another writer's)
+    assert [r["video"] for r in Ledger(folder, local=True).records()] == ["a"]
+    with part.open("a") as out:
+        out.write('\n{"k": "listed", "video": "b"}\n')
+    with pytest.raises(ValueError, match="corrupt"):
+        list(Ledger(folder, local=True).records())
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_the_submit_phase_stops_at_the_deadline_and_a_retry_submits_the_rest(
+    sim_conn: SimulatorServer, tmp_path: Path
+) -> None:
+    made = [str(p) for p in clips(tmp_path / "in", per_kind=4)]
+    out = str(tmp_path / "out.jsonl")
+    sim_conn.state.add_fault(Fault("delay", path=SUBMIT, method="POST", seconds=0.5))
+    started = time.monotonic()
+    with pytest.raises(SlipstreamBatchFailedError):
+        operator(videos=made, output_path=out, max_concurrent_uploads=2, timeout=2, max_failed=0).execute(
+            {"ti": FakeTI()}
+        )
+    # The bound, plus at most the uploads already running then.
+    assert time.monotonic() - started < 2 + 2
+    errors = [line["error"]["message"] for line in lines(Path(out)) if "error" in line]
+    late = [message for message in errors if "Not submitted before the batch's timeout" in message]
+    assert late
+    # The others were submitted, and their jobs were still running at the bound.
+    assert len(errors) == len(made)
+    assert sim_conn.state.jobs_created == len(made) - len(late)
+    sim_conn.state.clear_faults()
+    summary = operator(videos=made, output_path=out).execute({"ti": FakeTI()})
+    assert summary["failed"] == 0
+    assert sim_conn.state.jobs_created == len(made)
+
+
+@pytest.mark.parametrize("where", ["worker", "trigger"])
+def test_polls_stop_at_the_deadline_through_a_429_storm(sim_conn: SimulatorServer, tmp_path: Path, where: str) -> None:
+    made = clips(tmp_path / "in", per_kind=1)
+    batch = BatchRun(
+        SlipstreamHook(pace=Pace(uploads=2, polls=2)),
+        str(tmp_path / "o.jsonl"),
+        "r",
+        log=LogRecorder(),
+        deadline=time.monotonic() + 60,
+    )
+    batch.submit_all((str(p) for p in made), max_concurrent_uploads=2)
+    assert len(batch.waiting()) == len(made)
+    batch.deadline = time.monotonic() + 3
+    sim_conn.state.add_fault(
+        Fault("status", path="/api/v4/video-recognition/*/", method="GET", status=429, headers={"Retry-After": "20"})
+    )
+    started = time.monotonic()
+    if where == "worker":
+        asyncio.run(batch.wait_all(0.2, 2))
+        batch.publish()
+        messages = [line["error"]["message"] for line in lines(tmp_path / "o.jsonl")]
+        assert len(messages) == len(made)
+        assert all("did not complete before the batch's timeout" in message for message in messages)
+    else:
+        trigger = SlipstreamJobsTrigger(job_ids=list(batch.waiting()), poll_interval=0.2, deadline=time.time() + 3)
+
+        async def first_event() -> Any:
+            async for event in trigger.run():
+                return event.payload
+
+        event = asyncio.run(asyncio.wait_for(first_event(), HANG_GUARD_SECONDS))
+        assert event["timed_out"], event
+        assert event["outcomes"] == []
+    # Within the bound plus one request's timeouts, whatever Retry-After asks.
+    assert time.monotonic() - started < 3 + 5 + 2
+
+
+def test_a_temporary_poll_error_is_polled_again_by_the_next_run(sim_conn: SimulatorServer, tmp_path: Path) -> None:
+    made = [str(p) for p in clips(tmp_path / "in", per_kind=1)]
+    out = str(tmp_path / "out.jsonl")
+    sim_conn.state.configure(processing_seconds=0, queued_seconds=0)
+    sim_conn.state.add_fault(
+        Fault("status", path="/api/v4/video-recognition/*/", method="GET", status=409, remaining=1)
+    )
+    with pytest.raises(SlipstreamBatchFailedError):
+        operator(videos=made, output_path=out, max_failed=0).execute({"ti": FakeTI()})
+    (odd,) = [line for line in lines(Path(out)) if "error" in line]
+    summary = operator(videos=made, output_path=out, max_failed=0).execute({"ti": FakeTI()})
+    assert summary["failed"] == 0
+    assert sim_conn.state.jobs_created == len(made)
+    assert {line["video"]: line for line in lines(Path(out))}[odd["video"]]["job_id"] == odd["job_id"]
+
+
+def test_the_results_line_is_the_latest_outcome(sim_conn: SimulatorServer, tmp_path: Path) -> None:
+    clip = tmp_path / "in" / "internal_clip.mp4"
+    clip.mkdir(parents=True)  # first a directory: refused
+    out = str(tmp_path / "out.jsonl")
+    with pytest.raises(SlipstreamBatchFailedError):
+        operator(videos=[str(clip)], output_path=out, max_failed=0).execute({"ti": FakeTI()})
+    assert "is a directory" in lines(Path(out))[0]["error"]["message"]
+    clip.rmdir()
+    with pytest.raises(SlipstreamBatchFailedError):
+        operator(videos=[str(clip)], output_path=out, max_failed=0).execute({"ti": FakeTI()})
+    assert "does not exist" in lines(Path(out))[0]["error"]["message"]
+
+
+def test_a_relative_glob_lists_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clips(tmp_path, per_kind=1)
+    monkeypatch.chdir(tmp_path)
+    assert sorted(iter_videos(videos_glob="*.mp4")) == [
+        "external_indie_track_0000.mp4",
+        "internal_golden_hour_0000.mp4",
+    ]
+
+
+def test_a_kill_mid_batch_then_a_retry_submits_no_checkpointed_video_twice(
+    sim_conn: SimulatorServer, tmp_path: Path
+) -> None:
+    made = [str(p) for p in clips(tmp_path / "in", per_kind=10)]
+    out = tmp_path / "out.jsonl"
+    # Each submit takes 50 ms, so the kill lands with uploads in flight.
+    sim_conn.state.add_fault(Fault("delay", path=SUBMIT, method="POST", seconds=0.05))
+    code = (
+        "import json, sys\n"
+        "from airflow_provider_slipstream.operators.slipstream import SlipstreamBatchRecognizeOperator\n"
+        "class TI:\n    try_number, task_id, map_index, start_date = 1, 't', -1, None\n"
+        "op = SlipstreamBatchRecognizeOperator(task_id='t', videos=json.loads(sys.argv[1]), output_path=sys.argv[2],"
+        " max_concurrent_uploads=4)\n"
+        "op.execute({'ti': TI()})\n"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", code, json.dumps(made), str(out)])
+    try:
+        deadline = time.monotonic() + HANG_GUARD_SECONDS
+        while sim_conn.state.jobs_created < 15 and time.monotonic() < deadline and worker.poll() is None:
+            time.sleep(0.005)
+        os.kill(worker.pid, signal.SIGKILL)  # as a worker's host dies: nothing runs after this
+    finally:
+        worker.wait()
+    time.sleep(0.5)  # requests the server had already received finish
+    created = sim_conn.state.jobs_created
+    checkpointed = {
+        r["video"]: r["job_id"] for r in Ledger(Path(f"{out}.jobs"), local=True).records() if r["k"] == "job"
+    }
+    assert 15 <= created < len(made)
+    # What the kill can cost: only the uploads in flight whose job Slipstream created but whose id had
+    # not reached the ledger yet (at most max_concurrent_uploads).
+    assert 0 <= created - len(checkpointed) <= 4
+    sim_conn.state.clear_faults()
+    sim_conn.state.configure(processing_seconds=0)
+    summary = operator(videos=made, output_path=str(out)).execute({"ti": FakeTI()})
+    assert summary["failed"] == 0
+    assert sim_conn.state.jobs_created == created + len(made) - len(checkpointed)
+    got = {line["video"]: line["job_id"] for line in lines(out)}
+    assert sorted(got) == sorted(made)
+    for video, job_id in checkpointed.items():
+        assert got[video] == job_id  # resumed, not submitted again
+
+
+def test_a_restarted_trigger_picks_up_every_job_from_its_kwargs(sim_conn: SimulatorServer, tmp_path: Path) -> None:
+    made = clips(tmp_path / "in", per_kind=3)
+    sim_conn.state.configure(processing_seconds=2)
+    batch = BatchRun(
+        SlipstreamHook(), str(tmp_path / "o.jsonl"), "r", log=LogRecorder(), deadline=time.monotonic() + 60
+    )
+    batch.submit_all((str(p) for p in made), max_concurrent_uploads=4)
+    _, kwargs = SlipstreamJobsTrigger(job_ids=list(batch.waiting()), poll_interval=0.2, run="r").serialize()
+
+    async def first_event(trigger: SlipstreamJobsTrigger) -> Any:
+        async for event in trigger.run():
+            return event.payload
+
+    async def killed_then_restarted() -> Any:
+        with contextlib.suppress(TimeoutError):  # the triggerer died: its trigger was cancelled mid-wait
+            await asyncio.wait_for(first_event(SlipstreamJobsTrigger(**kwargs)), 0.5)
+        return await asyncio.wait_for(first_event(SlipstreamJobsTrigger(**kwargs)), HANG_GUARD_SECONDS)
+
+    event = asyncio.run(killed_then_restarted())
+    assert sorted(job_id for job_id, _, _ in event["outcomes"]) == sorted(batch.waiting())
+    for job_id, part, retry in event["outcomes"]:
+        assert part == expected_result(job_id, kind_of(batch.waiting()[job_id]))
+        assert retry is False

@@ -558,11 +558,14 @@ def _check_upload(response: requests.Response, what: str) -> None:
     raise error
 
 
+#: The last sentence of an uncertain submit's message (a batch, which never re-sends it, says otherwise).
+UNCERTAIN_SUBMIT_ADVICE = "Clear the task to submit again if no job appears for this video."
+
+
 def _uncertain_submit(what: str, detail: str) -> SlipstreamSubmitUncertainError:
     return SlipstreamSubmitUncertainError(
         f"Submitting {what} failed and may still have created a job: {detail}. It was not re-sent, because "
-        "Slipstream has no idempotency key and a second POST could create a duplicate job. Clear the task "
-        "to submit again if no job appears for this video."
+        f"Slipstream has no idempotency key and a second POST could create a duplicate job. {UNCERTAIN_SUBMIT_ADVICE}"
     )
 
 

@@ -421,11 +421,11 @@ class SlipstreamBatchRecognizeOperator(BaseOperator):
             result_from_event(event)  # raises the error it names
         assert event is not None  # for mypy: result_from_event raised otherwise
         batch = self._batch(event["run"], event["deadline"])
-        for job_id, part in event["outcomes"]:
-            batch.record(job_id, part)
+        for job_id, part, retry in event["outcomes"]:
+            batch.record(job_id, part, retry=retry)
         if event["timed_out"]:
             batch.time_out(batch.waiting())
-        batch.ledger.flush()
+        batch.ledger.consolidate()
         return self._wait(context, batch)
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:

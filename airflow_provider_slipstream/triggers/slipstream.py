@@ -138,7 +138,7 @@ class SlipstreamJobsTrigger(BaseTrigger):
     """
     Poll many Slipstream jobs of a batch over the triggerer's shared client, until all ended or the deadline.
 
-    Emits one event: ``{"status": "success", "outcomes": [[job_id, result dict or {"error": ...}], ...],
+    Emits one event: ``{"status": "success", "outcomes": [[job_id, result dict or {"error": ...}, retry], ...],
     "timed_out": bool, "run", "try_number"}``, or ``{"status": "error", "error", "message", ...}`` when
     the key is refused. It ends early once its outcomes reach ``max_event_bytes``, so that no event
     grows past Airflow's limits; the task records them and defers again for the jobs left.
@@ -201,16 +201,22 @@ class SlipstreamJobsTrigger(BaseTrigger):
         waiting = dict.fromkeys(self.job_ids)
         outcomes: list[list[Any]] = []
         size, started, logged = 0, time.monotonic(), time.monotonic()
+        self.log.info("Waiting for %d Slipstream jobs of batch run %s", len(waiting), self.run_token)
         async with hook.async_client() as client:
             while waiting:
                 round_start = time.monotonic()
-                for job_id, part in await poll_once(
-                    hook, client, list(waiting), self.competitor_labels, self.max_concurrent_polls
+                for job_id, part, retry in await poll_once(
+                    hook,
+                    client,
+                    list(waiting),
+                    self.competitor_labels,
+                    self.max_concurrent_polls,
+                    deadline=None if self.deadline is None else time.monotonic() + self.deadline - time.time(),
                 ):
                     if size >= self.max_event_bytes:
                         break  # the rest of this round waits for the next deferral (one more poll each)
                     del waiting[job_id]
-                    outcomes.append([job_id, part])
+                    outcomes.append([job_id, part, retry])
                     size += len(json.dumps(part)) + 64
                 if not waiting or size >= self.max_event_bytes:
                     return outcomes, False

@@ -8,6 +8,10 @@ each name). Checked: each clip recognised exactly once, with the outcome its nam
 the results are XComs in the PostgreSQL database; the summary counts; every recognition
 waited on the triggerer with our trigger; and both workers ran tasks.
 
+Then one run of ``slipstream_audioverify_catalog`` over 2,000 clips in 4 sharded batches (one task
+instance each, deferrable): every clip recognised exactly once, its line in its shard's results
+file, the shards spread over both workers and waiting on the triggerer.
+
 Switched: runs with ``SLIPSTREAM_E2E_CELERY=1``, ``-m celery``, or when this file is named on
 the command line (see conftest.py). Needs ``redis-server`` and ``postgresql`` installed: the
 test fails, with the install command, when they are not.
@@ -20,6 +24,7 @@ import re
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -31,7 +36,6 @@ from tests.e2e.services import PostgresServer, celery_deployment, start_celery_w
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 pytestmark = [pytest.mark.e2e, pytest.mark.celery, pytest.mark.timeout(900)]
 
@@ -46,6 +50,11 @@ TRIGGER_CLASSPATH = "airflow_provider_slipstream.triggers.slipstream.SlipstreamJ
 CELERY_DONE = re.compile(r"Task execute_workload\[[0-9a-f-]+\] succeeded")
 STARTUP_TIMEOUT = 240
 RUN_TIMEOUT = 480
+CATALOG = "slipstream_audioverify_catalog"
+CATALOG_RUN = "e2e_celery_catalog"
+CATALOG_CLIPS = 2000
+CATALOG_SHARDS = 4
+JOBS_TRIGGER_CLASSPATH = "airflow_provider_slipstream.triggers.slipstream.SlipstreamJobsTrigger"
 
 
 @dataclass
@@ -86,7 +95,7 @@ def deployment(sim, postgres, redis, process_registry, tmp_path_factory, wall_cl
     airflow = celery_deployment(
         tmp_path_factory.mktemp("airflow_home"), process_registry, sim, postgres, redis, concurrency=CONCURRENCY
     )
-    airflow.start_core([BATCH], timeout=STARTUP_TIMEOUT)
+    airflow.start_core([BATCH, CATALOG], timeout=STARTUP_TIMEOUT)
     for name in WORKERS:
         start_celery_worker(airflow, name, CONCURRENCY, STARTUP_TIMEOUT)
     wall_clock["start-up (postgres, redis, airflow, 2 workers)"] = time.monotonic() - start
@@ -191,3 +200,66 @@ def test_tasks_ran_on_both_celery_workers(outcome: Outcome):
     print(f"[e2e] Celery workloads succeeded per worker: {done}")
     assert all(count >= 2 for count in done.values()), done
     assert sum(done.values()) >= 2 * len(outcome.clips) + 2, done
+
+
+@dataclass
+class CatalogOutcome:
+    state: str
+    tis: dict[tuple[str, int], dict[str, Any]]
+    summaries: list[dict[str, Any]]
+    lines: list[dict[str, Any]]
+    new_jobs: Counter[str]
+    jobs_created: int
+
+
+@pytest.fixture(scope="module")
+def catalog(outcome, deployment, sim, process_registry, tmp_path_factory, wall_clock) -> CatalogOutcome:
+    """After the mapped run (``outcome``), so that the two do not share the workers."""
+    api = deployment.api
+    api.unpause(CATALOG)
+    work = tmp_path_factory.mktemp("catalog")
+    known = set(sim.state.jobs)
+    jobs_before = sim.state.jobs_created
+    start = time.monotonic()
+    api.trigger(CATALOG, CATALOG_RUN, {"clips": CATALOG_CLIPS, "shards": CATALOG_SHARDS, "workdir": str(work)})
+    states = api.wait_for_runs([(CATALOG, CATALOG_RUN)], RUN_TIMEOUT, check=process_registry.check_alive)
+    seconds = time.monotonic() - start
+    wall_clock[f"catalog run ({CATALOG_CLIPS} clips, {CATALOG_SHARDS} shards)"] = seconds
+    tis = {(ti["task_id"], ti["map_index"]): ti for ti in api.task_instances(CATALOG, CATALOG_RUN)}
+    summaries = [api.xcom(CATALOG, CATALOG_RUN, "recognize_shard", i) for i in range(CATALOG_SHARDS)]
+    lines = [json.loads(line) for s in summaries for line in Path(s["output_path"]).read_text().splitlines()]
+    new_jobs = Counter(job.filename for job_id, job in sim.state.jobs.items() if job_id not in known)
+    print(f"\n[e2e] catalog: {CATALOG_CLIPS} clips in {CATALOG_SHARDS} shards, {seconds:.1f}s, {states}")
+    return CatalogOutcome(
+        states[(CATALOG, CATALOG_RUN)], tis, summaries, lines, new_jobs, sim.state.jobs_created - jobs_before
+    )
+
+
+def test_a_sharded_batch_recognises_2000_clips_exactly_once(catalog: CatalogOutcome):
+    assert catalog.state == "success", {key: ti["state"] for key, ti in catalog.tis.items()}
+    assert catalog.jobs_created == CATALOG_CLIPS
+    assert len(catalog.new_jobs) == CATALOG_CLIPS
+    assert set(catalog.new_jobs.values()) == {1}  # no clip submitted twice
+    assert sum(s["videos"] for s in catalog.summaries) == CATALOG_CLIPS
+    assert [s["failed"] for s in catalog.summaries] == [0] * CATALOG_SHARDS
+    assert len(catalog.lines) == len({line["video"] for line in catalog.lines}) == CATALOG_CLIPS
+    names = {line["video"].rsplit("/", 1)[-1] for line in catalog.lines}
+    assert names == set(catalog.new_jobs)
+    for line in catalog.lines:
+        keyword = next(k for k in KINDS if line["video"].rsplit("/", 1)[-1].startswith(k))
+        assert line == {"video": line["video"], **expected_result(line["job_id"], KINDS[keyword])}
+
+
+def test_the_shards_ran_on_both_workers_and_waited_on_the_triggerer(catalog: CatalogOutcome, deployment):
+    shards = {i: ti for (task_id, i), ti in catalog.tis.items() if task_id == "recognize_shard"}
+    assert sorted(shards) == list(range(CATALOG_SHARDS))
+    assert {ti["hostname"] for ti in shards.values()} == set(WORKERS)
+    for i in shards:
+        files = [
+            p for p in deployment.task_log_files(CATALOG, CATALOG_RUN, "recognize_shard", i) if ".trigger." in p.name
+        ]
+        assert files, i
+        assert any(
+            f'"logger":"{JOBS_TRIGGER_CLASSPATH}"' in f.read_text() or "Trigger fired event" in f.read_text()
+            for f in files
+        ), i
