@@ -89,7 +89,7 @@ def video_name(path: Any) -> str:
 def iter_videos(*, videos: Any = None, videos_glob: str | None = None, manifest: str | None = None) -> Iterator[str]:
     """The videos of a batch, one at a time: from a list, an object-storage (or local) glob, or a manifest."""
     if videos is not None:
-        yield from parse_list(videos, "videos", example="'/data/a.mp4, /data/b.mp4'") or ()
+        yield from parse_list(videos, "videos", noun="paths", example="'/data/a.mp4, /data/b.mp4'") or ()
     elif videos_glob is not None:
         base, pattern = _split_glob(videos_glob)
         for path in storage_path(base).glob(pattern):

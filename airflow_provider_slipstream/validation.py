@@ -63,10 +63,10 @@ def validate_size(name: str, size: int, *, limit: int | None) -> None:
 
 def parse_labels(value: Any, what: str) -> tuple[str, ...] | None:
     """Competitor labels as :func:`parse_list` reads them."""
-    return parse_list(value, what, example="'Epidemic Sound, Artlist'")
+    return parse_list(value, what, noun="names", example="'Epidemic Sound, Artlist'")
 
 
-def parse_list(value: Any, what: str, *, example: str) -> tuple[str, ...] | None:
+def parse_list(value: Any, what: str, *, noun: str, example: str) -> tuple[str, ...] | None:
     """
     A list-of-names argument as a tuple, whether given as a list or as the string a template renders.
 
@@ -88,7 +88,7 @@ def parse_list(value: Any, what: str, *, example: str) -> tuple[str, ...] | None
         or any(edge in _LITERAL_EDGES for item in items for edge in item.strip()[:1] + item.strip()[-1:])
     ):
         raise SlipstreamValidationError(
-            f"{what} must be a list of strings, or a string such as {example}; got {value!r}."
+            f"{what} must be a list of {noun}, or a string such as {example}; got {value!r}."
         )
     return tuple(item.strip() for item in items if item.strip())
 
