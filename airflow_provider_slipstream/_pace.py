@@ -5,7 +5,8 @@ A batch sends many requests at once (uploads in parallel, polls of many jobs). W
 answers 429 or 503 to any of them, every request of the batch waits out the ``Retry-After`` (or
 the backoff) and the lane that was refused halves its concurrency; each run of successes then
 adds one slot back, up to the configured maximum (additive increase, multiplicative decrease, as
-TCP does). Thread-safe (the worker's upload threads) and usable from an event loop (polls).
+TCP does). Thread-safe (the worker's upload threads) and usable from an event loop (polls). With a
+deadline, no request starts after it, and no wait for a retry lasts past it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+
+from airflow_provider_slipstream.exceptions import SlipstreamJobTimeoutError
 
 #: Waiting for a slot from an event loop: how often to look again (a slot frees within one request).
 _ASYNC_LOOK_SECONDS = 0.02
@@ -28,9 +31,15 @@ class Lane:
         self._successes = 0
 
     def _try_take(self) -> float:
-        """Take a slot (0.0) or say how long to wait before looking again."""
+        """Take a slot (0.0) or say how long to wait before looking again; past the deadline, raise."""
         with self.pace.lock:
-            pause = self.pace.resume_at - time.monotonic()
+            now = time.monotonic()
+            if self.pace.deadline is not None and max(now, self.pace.resume_at) >= self.pace.deadline:
+                raise SlipstreamJobTimeoutError(
+                    "Not sent: the batch's timeout came first (Slipstream had asked it to slow down, or the "
+                    "time was up). A retry of the task sends it."
+                )
+            pause = self.pace.resume_at - now
             if pause > 0:
                 return pause
             if self.in_flight < self.limit:
@@ -69,10 +78,16 @@ class Lane:
 class Pace:
     """The shared throttle of one batch and its lanes."""
 
-    def __init__(self, *, uploads: int, polls: int) -> None:
+    def __init__(self, *, uploads: int, polls: int, deadline: float | None = None) -> None:
+        """:param deadline: ``time.monotonic()`` value after which no request of the batch starts."""
+        self.deadline = deadline
         self.lock = threading.Lock()
         self.resume_at = 0.0
         #: How many times Slipstream's refusals slowed the batch down (for the progress log).
         self.throttles = 0
         self.uploads = Lane(self, uploads)
         self.polls = Lane(self, polls)
+
+    def cap(self, delay: float) -> float:
+        """A wait before a retry, cut at the deadline (where the next attempt's slot then ends the request)."""
+        return delay if self.deadline is None else max(0.0, min(delay, self.deadline - time.monotonic()))

@@ -61,9 +61,10 @@ _BATCH_UNCERTAIN_ADVICE = (
 
 
 def storage_path(location: Any) -> Any:
-    """A local ``Path`` (also for ``file://``), or an ``ObjectStoragePath`` for a URL (``s3://conn_id@bucket/key``)."""
-    if isinstance(location, str) and location.startswith("file://"):
-        return Path(location.removeprefix("file://"))
+    """A local ``Path`` (also for ``file://`` and ``local://``), or an ``ObjectStoragePath`` (``s3://conn_id@bucket/key``)."""
+    for local in ("file://", "local://"):
+        if isinstance(location, str) and location.startswith(local):
+            return Path(location.removeprefix(local))
     if isinstance(location, str) and "://" in location:
         # Imported here: object storage pulls in fsspec, which local batches never need.
         from airflow.providers.common.compat.sdk import ObjectStoragePath
@@ -73,8 +74,9 @@ def storage_path(location: Any) -> Any:
 
 
 def is_local(path: Any) -> bool:
-    # On Airflow 3.0 (universal-pathlib 0.2) an ObjectStoragePath is a pathlib.Path too.
-    return isinstance(path, Path) and getattr(path, "protocol", "") in ("", "file", "local")
+    """A plain local path (what :func:`storage_path` gives for local locations)."""
+    # On Airflow 3.0 (universal-pathlib 0.2) an ObjectStoragePath is a pathlib.Path too, with a protocol.
+    return isinstance(path, Path) and not hasattr(path, "protocol")
 
 
 def video_name(path: Any) -> str:
@@ -285,16 +287,12 @@ class BatchRun:
             raise self._fatal
 
     def _take(self, video: str) -> None:
+        if self._fatal is not None:
+            return
         try:
             fingerprint, entry = self._list(video)
             if fingerprint is None or (entry is not None and (entry.job_id or entry.complete(self.run))):
                 return  # failed already, or an earlier run's job: waited for, not submitted again
-            if time.monotonic() >= self.deadline:
-                late = SlipstreamJobTimeoutError(
-                    "Not submitted before the batch's timeout; a retry of the task submits it."
-                )
-                self._finish(video, fingerprint, None, error_part(late), retry=True)
-                return
             self._submit(video, fingerprint)
         except BaseException as exc:  # a ledger that cannot be written: stop before submitting more
             self._fatal = exc
@@ -326,6 +324,13 @@ class BatchRun:
             self.progress.total = len(self.listed)
 
     def _submit(self, video: str, fingerprint: str) -> None:
+        """Submit one video; past the deadline, a line instead, which a later run submits."""
+        if time.monotonic() >= self.deadline:
+            late = SlipstreamJobTimeoutError(
+                "Not submitted before the batch's timeout; a retry of the task submits it."
+            )
+            self._finish(video, fingerprint, None, error_part(late), retry=True)
+            return
         try:
             job = self.hook.submit_video(video, method=self.upload_method, deadline=self.deadline)
         except SlipstreamAuthError as exc:

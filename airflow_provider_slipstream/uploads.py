@@ -81,12 +81,13 @@ def open_video(path: VideoPath, *, max_bytes: int | None = None) -> VideoFile:
 
 
 def _modified(info: Any) -> str:
-    # Object stores report it in their own keys (S3 LastModified, to the second, and ETag, the content's
-    # hash for a simple upload; memory created); local files as st_mtime.
+    # Object stores report it in their own keys: S3 LastModified (to the second) and ETag (the content's
+    # hash for a simple upload), fsspec's local files mtime. "created" only where there is nothing else
+    # (the memory filesystem): for local files it is st_ctime, which a chmod changes.
     if isinstance(info, Mapping):
-        found = [str(info[key]) for key in ("LastModified", "ETag", "mtime", "created") if info.get(key)]
-        if found:
-            return "|".join(found)
+        found = [str(info[key]) for key in ("LastModified", "ETag", "mtime") if info.get(key)]
+        if found or info.get("created"):
+            return "|".join(found) or str(info["created"])
     mtime = getattr(info, "st_mtime", None)
     return "" if not mtime else repr(mtime)
 

@@ -341,6 +341,58 @@ def test_the_submit_phase_stops_at_the_deadline_and_a_retry_submits_the_rest(
     assert sim_conn.state.jobs_created == len(made)
 
 
+def test_submits_refused_with_a_long_retry_after_stop_at_the_deadline(
+    sim_conn: SimulatorServer, tmp_path: Path
+) -> None:
+    made = [str(p) for p in clips(tmp_path / "in", per_kind=2)]
+    out = str(tmp_path / "out.jsonl")
+    sim_conn.state.add_fault(
+        Fault("status", path=SUBMIT, method="POST", status=429, headers={"Retry-After": "20"}, remaining=3)
+    )
+    started = time.monotonic()
+    with pytest.raises(SlipstreamBatchFailedError):
+        operator(videos=made, output_path=out, max_concurrent_uploads=2, timeout=2, max_failed=0).execute(
+            {"ti": FakeTI()}
+        )
+    assert time.monotonic() - started < 2 + 2  # not 20 s: the pace cuts the wait at the bound
+    not_sent = [line for line in lines(Path(out)) if "Not s" in line.get("error", {}).get("message", "")]
+    assert not_sent
+    assert sim_conn.state.jobs_created == 0  # every one refused, or never sent
+    sim_conn.state.clear_faults()
+    summary = operator(videos=made, output_path=out).execute({"ti": FakeTI()})
+    assert summary["failed"] == 0
+    assert sim_conn.state.jobs_created == len(made)
+
+
+def test_an_expired_earlier_job_is_not_submitted_again_past_the_deadline(
+    sim_conn: SimulatorServer, tmp_path: Path
+) -> None:
+    made = [str(p) for p in clips(tmp_path / "in", per_kind=1)][:1]
+    out = str(tmp_path / "out.jsonl")
+    first = BatchRun(SlipstreamHook(), out, "try1", log=LogRecorder(), deadline=time.monotonic() + 60)
+    first.submit_all(made, max_concurrent_uploads=1)
+    (job_id,) = first.waiting()
+    sim_conn.state.expire_job(job_id)
+    late = BatchRun(SlipstreamHook(), out, "try2", log=LogRecorder(), deadline=time.monotonic() - 1)
+    late.submit_all(made, max_concurrent_uploads=1)
+    late.record(job_id, {"error": {"type": "SlipstreamJobNotFoundError", "message": "expired"}})
+    assert sim_conn.state.jobs_created == 1
+    late.publish()
+    (line,) = lines(Path(out))
+    assert "Not submitted before the batch's timeout" in line["error"]["message"]
+
+
+def test_local_urls_and_an_unchanged_file_behind_a_chmod(sim_conn: SimulatorServer, tmp_path: Path) -> None:
+    made = clips(tmp_path / "in", per_kind=1)
+    videos = [f"file://{p}" for p in made]
+    out = f"local://{tmp_path}/out.jsonl"
+    assert operator(videos=videos, output_path=out).execute({"ti": FakeTI()})["failed"] == 0
+    assert (tmp_path / "out.jsonl.jobs").is_dir()
+    made[0].chmod(0o600)  # changes st_ctime, not the video
+    assert operator(videos=videos, output_path=out).execute({"ti": FakeTI()})["failed"] == 0
+    assert sim_conn.state.jobs_created == len(made)
+
+
 @pytest.mark.parametrize("where", ["worker", "trigger"])
 def test_polls_stop_at_the_deadline_through_a_429_storm(sim_conn: SimulatorServer, tmp_path: Path, where: str) -> None:
     made = clips(tmp_path / "in", per_kind=1)

@@ -325,7 +325,7 @@ class SlipstreamHook(BaseHook):
             finally:
                 if lane:
                     lane.release(throttled_for=throttled_for)
-            await asyncio.sleep(delay)
+            await asyncio.sleep(self.pace.cap(delay) if self.pace else delay)
 
     async def aget_config(self) -> ClientConfig:
         """:attr:`config` for the event loop: no blocking call, on any Airflow 3.x."""
@@ -427,7 +427,7 @@ class SlipstreamHook(BaseHook):
             finally:
                 if lane:
                     lane.release(throttled_for=throttled_for)
-            time.sleep(delay)
+            time.sleep(self.pace.cap(delay) if self.pace else delay)
 
     def _lane(self, method: str) -> Lane | None:
         if self.pace is None:

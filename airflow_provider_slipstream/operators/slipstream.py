@@ -442,15 +442,14 @@ class SlipstreamBatchRecognizeOperator(BaseOperator):
             )
         labels = parse_labels(self.competitor_labels, f"{self.task_id}: competitor_labels")
         self._deadline = deadline
-        hook = SlipstreamHook(
-            self.slipstream_conn_id, pace=Pace(uploads=self.max_concurrent_uploads, polls=self.max_concurrent_polls)
-        )
+        bound = time.monotonic() + deadline - time.time()
+        pace = Pace(uploads=self.max_concurrent_uploads, polls=self.max_concurrent_polls, deadline=bound)
         return BatchRun(
-            hook,
+            SlipstreamHook(self.slipstream_conn_id, pace=pace),
             self.output_path.strip(),
             run,
             log=self.log,
-            deadline=time.monotonic() + deadline - time.time(),
+            deadline=bound,
             labels=labels,
             upload_method=self.upload_method,
         )

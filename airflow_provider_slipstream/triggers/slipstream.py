@@ -197,7 +197,9 @@ class SlipstreamJobsTrigger(BaseTrigger):
             yield TriggerEvent({"status": "success", "outcomes": outcomes, "timed_out": timed_out, **origin})
 
     async def _wait(self) -> tuple[list[list[Any]], bool]:
-        hook = SlipstreamHook(self.slipstream_conn_id, pace=Pace(uploads=1, polls=self.max_concurrent_polls))
+        deadline = None if self.deadline is None else time.monotonic() + self.deadline - time.time()
+        pace = Pace(uploads=1, polls=self.max_concurrent_polls, deadline=deadline)
+        hook = SlipstreamHook(self.slipstream_conn_id, pace=pace)
         waiting = dict.fromkeys(self.job_ids)
         outcomes: list[list[Any]] = []
         size, started, logged = 0, time.monotonic(), time.monotonic()
@@ -211,7 +213,7 @@ class SlipstreamJobsTrigger(BaseTrigger):
                     list(waiting),
                     self.competitor_labels,
                     self.max_concurrent_polls,
-                    deadline=None if self.deadline is None else time.monotonic() + self.deadline - time.time(),
+                    deadline=deadline,
                 ):
                     if size >= self.max_event_bytes:
                         break  # the rest of this round waits for the next deferral (one more poll each)
