@@ -241,11 +241,14 @@ class ProcessRegistry:
         proc.popen.wait(30)
         psutil.wait_procs(children, timeout=10)
 
-    def restart(self, proc: ManagedProcess) -> ManagedProcess:
-        """Start the same program again, as a supervisor would: ``<name>#2``, ``#3``... with its own log."""
+    def restart(self, proc: ManagedProcess, argv: list[str] | None = None) -> ManagedProcess:
+        """
+        Start the same program again, as a supervisor would: ``<name>#2``, ``#3``... with its own log;
+        ``argv`` when the supervisor's configuration changed in between.
+        """
         base = proc.name.split("#")[0]
         count = sum(1 for p in self.processes if p.name.split("#")[0] == base)
-        return self.start(f"{base}#{count + 1}", proc.argv, **proc.spawn)
+        return self.start(f"{base}#{count + 1}", argv or proc.argv, **proc.spawn)
 
     def check_alive(self) -> None:
         """Fail fast, with its log, when a component died (other than one killed on purpose)."""

@@ -44,6 +44,10 @@ DAG_ID = "slipstream_chaos"
 DAGS = Path(__file__).resolve().parent / "dags"
 WORKERS = ("chaos-worker-a", "chaos-worker-b")
 TRIGGERERS = ("chaos-triggerer-a", "chaos-triggerer-b")
+#: Each of the two triggerers runs at most this many triggers, fewer than the first test's 20 waits:
+#: Airflow gives unassigned triggers to whichever triggerer asks first, so only a cap makes both
+#: hold some (on a loaded machine one took all 20).
+SHARED_CAPACITY = 12
 CONCURRENCY = 4
 #: Scenario keyword in a clip's name -> the match kind the provider reports.
 SCENARIOS = {"internal": "internal", "competitor": "competitor", "external": "external", "no_music": "no_match"}
@@ -158,9 +162,13 @@ def clip_name(filename: str) -> str:
     return rest if len(prefix) == 32 and all(c in "0123456789abcdef" for c in prefix) else filename
 
 
-def start_triggerer(airflow: AirflowDeployment, name: str) -> ManagedProcess:
+def triggerer_args(capacity: int | None = None) -> list[str]:
+    return ["triggerer", "--skip-serve-logs", *(["--capacity", str(capacity)] if capacity else [])]
+
+
+def start_triggerer(airflow: AirflowDeployment, name: str, capacity: int) -> ManagedProcess:
     """A triggerer whose job records ``name`` as its host, so that the triggerers can be told apart."""
-    return airflow.start(name, "triggerer", "--skip-serve-logs", env=host_named(name))
+    return airflow.start(name, *triggerer_args(capacity), env=host_named(name))
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +197,7 @@ def chaos(sim, postgres, redis, process_registry, tmp_path_factory) -> Chaos:
     )
     airflow.start_core([DAG_ID], timeout=STARTUP_TIMEOUT, triggerer=False)
     for name in TRIGGERERS:
-        start_triggerer(airflow, name)
+        start_triggerer(airflow, name, SHARED_CAPACITY)
     for name in WORKERS:
         start_celery_worker(airflow, name, CONCURRENCY, STARTUP_TIMEOUT)
     chaos = Chaos(airflow, sim, postgres, tmp_path_factory.mktemp("clips"))
@@ -289,7 +297,8 @@ def test_two_triggerers_one_killed_the_survivor_takes_over(chaos: Chaos):
         fault_at = time.time()
         chaos.procs.kill(chaos.procs.get(victim))
         ledger = check_ledger(chaos, "two_triggerers", clips, fault_at)
-    # Every trigger the dead triggerer held fired on the survivor: no restart was needed.
+    # Every trigger the dead triggerer held fired on the survivor (as its own finished and freed
+    # capacity): no restart was needed.
     moved = holders[victim]
     assert all(fired_by(chaos, ti) == {survivor} for ti in moved), [fired_by(chaos, ti) for ti in moved]
     print(ledger.row("two triggerers, one killed", f"{len(moved)} of 20 triggers moved to the survivor"))
@@ -298,12 +307,17 @@ def test_two_triggerers_one_killed_the_survivor_takes_over(chaos: Chaos):
 def test_triggerer_killed_with_50_deferred_tasks_a_new_one_finishes_them(chaos: Chaos):
     # Long jobs: 70 task runs (30 recognitions, 20 submits, 20 sensors) start before all 50 defer.
     chaos.sim.state.configure(processing_seconds=90)
-    survivor = next(p for p in chaos.procs.processes if p.name in TRIGGERERS and p.killed_at is None)
+    # The one triggerer left, without the cap the first test needed (it holds nothing now: that run
+    # is over), as its supervisor would restart it after a configuration change.
+    capped = next(p for p in chaos.procs.processes if p.name in TRIGGERERS and p.killed_at is None)
+    chaos.procs.kill(capped)
+    survivor = chaos.procs.restart(capped, [*capped.argv[:1], *triggerer_args()])
+    host = capped.name
     clips = chaos.clips("triggerer_kill", {"deferred": 30, "sense_deferred": 20})
     chaos.trigger("triggerer_kill", clips)
     with TaskInstanceWatcher(chaos.api, interval=1.0, sample=chaos.sample_store):
         chaos.wait(
-            lambda: len(deferred_on(chaos, "triggerer_kill").get(survivor.name, [])) == 50,
+            lambda: len(deferred_on(chaos, "triggerer_kill").get(host, [])) == 50,
             "all 50 waits deferred to the triggerer",
         )
         jobs_before = sum(chaos.jobs_for(clips).values())
@@ -315,7 +329,7 @@ def test_triggerer_killed_with_50_deferred_tasks_a_new_one_finishes_them(chaos: 
     assert jobs_before == 50
     tis = chaos.tis("triggerer_kill", *DEFERRING_TASKS)
     assert len(tis) == 50
-    assert all(fired_by(chaos, ti) == {survivor.name} for ti in tis)  # the new process, same host name
+    assert all(fired_by(chaos, ti) == {host} for ti in tis)  # the new process, same host name
     print(ledger.row("triggerer killed, restarted", "50 deferred waits resumed on the new triggerer"))
 
 
