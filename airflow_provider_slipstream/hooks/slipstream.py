@@ -32,7 +32,7 @@ from airflow_provider_slipstream.validation import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Callable, Iterator
 
     import aiohttp
 
@@ -57,13 +57,61 @@ class _Retry(Exception):
 class _Attempts:
     """Counts the attempts of one request and says how long to wait before the next one."""
 
-    def __init__(self, policy: RetryPolicy, log: Any, deadline: float | None, *, until_deadline: bool = False) -> None:
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        log: Any,
+        deadline: float | None,
+        *,
+        until_deadline: bool = False,
+        pace: Pace | None = None,
+        lane: Lane | None = None,
+    ) -> None:
         self.policy, self.log, self.number = policy, log, 0
+        #: A batch's shared pace, and the lane (uploads or polls) whose slot each attempt holds.
+        self.pace, self.lane = pace, lane
+        #: Of the attempt in its slot: seconds Slipstream refused it for (429/503), else None.
+        self._throttled_for: float | None = None
         # until_deadline (a submit that provably created nothing): the deadline only adds re-sends past
         # max_retries while they fit before it. It never cuts the budget short, nor aims a last POST at
         # the deadline itself, where Airflow may end the try mid-request.
         self.deadline = None if until_deadline else deadline
         self.extra_until = deadline if until_deadline else None
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """One attempt, holding a slot of the lane; a refused attempt gives it back slowed down."""
+        if self.lane:
+            self.lane.acquire()
+        self._throttled_for = None
+        try:
+            yield
+        finally:
+            if self.lane:
+                self.lane.release(throttled_for=self._throttled_for)
+
+    @contextlib.asynccontextmanager
+    async def aslot(self) -> AsyncIterator[None]:
+        """:meth:`slot` for the event loop."""
+        if self.lane:
+            await self.lane.aacquire()
+        self._throttled_for = None
+        try:
+            yield
+        finally:
+            if self.lane:
+                self.lane.release(throttled_for=self._throttled_for)
+
+    def pause_after(self, retry: _Retry) -> float:
+        """Inside :meth:`slot`: the pause before the next attempt (cut at the pace's bound), or the final error."""
+        # A refusal (429/503: "not processed, slow down") slows the whole batch down, even when it ends
+        # the retries; other failures do not.
+        refused = retry.error.http_status in SUBMIT_RETRYABLE_STATUS
+        self._throttled_for = 1.0 if refused else None
+        delay = self.next_delay(retry)
+        if refused:
+            self._throttled_for = delay
+        return self.pace.cap(delay) if self.pace else delay
 
     def next_delay(self, retry: _Retry) -> float:
         self.number += 1
@@ -307,25 +355,16 @@ class SlipstreamHook(BaseHook):
         job_id = validate_job_id(job_id)
         config = await self.aget_config()
         what = f"the status of job {job_id}"
-        attempts = _Attempts(config.retry, self.log, deadline)
-        lane = self.pace.polls if self.pace else None
+        attempts = _Attempts(config.retry, self.log, deadline, pace=self.pace, lane=self._lane("GET"))
         while True:
-            if lane:
-                await lane.aacquire()
-            throttled_for: float | None = None
-            try:
+            async with attempts.aslot():
                 try:
                     data = await self._asend(client, config, f"{API_PREFIX}{job_id}/", what, job_id)
                     return RecognitionJob.from_api(data)
                 except _Retry as failed:
                     retry = failed
-                throttled_for = _throttle(retry)
-                delay = attempts.next_delay(retry)
-                throttled_for = throttled_for and delay
-            finally:
-                if lane:
-                    lane.release(throttled_for=throttled_for)
-            await asyncio.sleep(self.pace.cap(delay) if self.pace else delay)
+                pause = attempts.pause_after(retry)
+            await asyncio.sleep(pause)
 
     async def aget_config(self) -> ClientConfig:
         """:attr:`config` for the event loop: no blocking call, on any Airflow 3.x."""
@@ -409,25 +448,23 @@ class SlipstreamHook(BaseHook):
         policy: RetryPolicy | None = None,
     ) -> Any:
         config = self.config
-        attempts = _Attempts(policy or config.retry, self.log, deadline, until_deadline=until_deadline)
-        lane = self._lane(method)
+        attempts = _Attempts(
+            policy or config.retry,
+            self.log,
+            deadline,
+            until_deadline=until_deadline,
+            pace=self.pace,
+            lane=self._lane(method),
+        )
         while True:
-            if lane:
-                lane.acquire()
-            throttled_for: float | None = None
-            try:
+            with attempts.slot():
                 try:
                     return self._send(method, path_or_url, config, what, json, body, job_id, submit, api)
                 except _Retry as failed:
                     retry = failed
                 # Outside the except block, so a final error is not chained to the internal _Retry.
-                throttled_for = _throttle(retry)
-                delay = attempts.next_delay(retry)
-                throttled_for = throttled_for and delay
-            finally:
-                if lane:
-                    lane.release(throttled_for=throttled_for)
-            time.sleep(self.pace.cap(delay) if self.pace else delay)
+                pause = attempts.pause_after(retry)
+            time.sleep(pause)
 
     def _lane(self, method: str) -> Lane | None:
         if self.pace is None:
@@ -504,12 +541,6 @@ class SlipstreamHook(BaseHook):
             return check_response(response.status, content, what, job_id=job_id, scrub=config.scrub)
         except SlipstreamTransientError as exc:
             raise _Retry(exc, response.headers.get("Retry-After")) from exc
-
-
-def _throttle(retry: _Retry) -> float | None:
-    """For a pace: a refusal (429/503, "not processed: slow down") slows the batch down; other failures do not."""
-    # Until the attempt's delay is known, any positive value: a refusal that ends the retries still counts.
-    return 1.0 if retry.error.http_status in SUBMIT_RETRYABLE_STATUS else None
 
 
 def log_status(log: Any, job: RecognitionJob) -> None:
