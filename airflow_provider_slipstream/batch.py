@@ -170,21 +170,23 @@ class Entry:
 class Progress:
     """A log line every ``PROGRESS_SECONDS``: done / total, counts per match kind, rate, ETA."""
 
-    def __init__(self, log: Any, total: int, done: int, counts: Counter[str]) -> None:
-        self.log, self.total, self.done, self.counts = log, total, done, counts
-        self._start_done, self._start = done, time.monotonic()
-        self._next = self._start + PROGRESS_SECONDS
+    def __init__(self, log: Any, total: int, counts: Counter[str], *, earlier: int, started: float) -> None:
+        """``counts``: the videos done so far, ``earlier`` of them by earlier runs; ``started``: the run's start."""
+        self.log, self.total, self.done, self.counts = log, total, sum(counts.values()), counts
+        # The rate is this run's: from its start (in an earlier process, when resumed after a deferral),
+        # without what earlier runs did.
+        self._start_done, self._start = earlier, started
+        self._next = time.monotonic() + PROGRESS_SECONDS
 
     def add(self, kind: str) -> None:
         self.done += 1
         self.counts[kind] += 1
 
     def maybe_log(self, *, force: bool = False, note: str = "") -> None:
-        now = time.monotonic()
-        if not force and now < self._next:
+        if not force and time.monotonic() < self._next:
             return
-        self._next = now + PROGRESS_SECONDS
-        rate = (self.done - self._start_done) / max(now - self._start, 1e-9)
+        self._next = time.monotonic() + PROGRESS_SECONDS
+        rate = (self.done - self._start_done) / max(time.time() - self._start, 1e-3)
         left = self.total - self.done
         eta = f"{left / rate:.0f} s" if rate > 0 else "unknown"
         counts = ", ".join(f"{kind} {self.counts[kind]}" for kind in (*(k.value for k in MatchKind), _FAILED))
@@ -210,8 +212,11 @@ class BatchRun:
         deadline: float,
         labels: tuple[str, ...] | None = None,
         upload_method: UploadMethod = "auto",
+        started: float | None = None,
     ) -> None:
         self.hook, self.output_path, self.run, self.log = hook, output_path, run, log
+        #: Unix time the run began (its first process), for the progress rate.
+        self.started = time.time() if started is None else started
         self.deadline, self.labels, self.upload_method = deadline, labels, upload_method
         folder = storage_path(f"{output_path}{LEDGER_SUFFIX}")
         self.ledger = Ledger(folder, local=is_local(folder))
@@ -222,8 +227,10 @@ class BatchRun:
         self._lock = threading.Lock()  # upload threads list and finish videos concurrently
         for ordinal, record in enumerate(self.ledger.load()):
             self._replay(record, ordinal)
-        counts = Counter(e.kind for _, e in self._listed_entries() if e.kind and e.complete(run))
-        self.progress = Progress(log, len(self.listed), sum(counts.values()), Counter(counts))
+        done = [e for _, e in self._listed_entries() if e.kind and e.complete(run)]
+        earlier = sum(1 for e in done if e.done_run != run)
+        counts = Counter(e.kind for e in done if e.kind)
+        self.progress = Progress(log, len(self.listed), counts, earlier=earlier, started=self.started)
 
     # -- the ledger ------------------------------------------------------------------------
 

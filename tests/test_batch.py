@@ -244,6 +244,36 @@ def test_a_trigger_event_stays_small_and_the_task_defers_again(sim_conn: Simulat
     assert not event["timed_out"]
 
 
+def test_a_deferral_whose_jobs_are_done_fires_an_interval_later_and_logs_the_runs_rate(
+    sim_conn: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Airflow fails a task whose trigger fires before the executor reported its deferring try
+    # (apache/airflow#67287): a batch re-deferred over finished jobs must not fire at once.
+    sim_conn.state.configure(processing_seconds=0, queued_seconds=0)
+    made = [str(p) for p in clips(tmp_path / "in", per_kind=2)]
+    log = LogRecorder()
+    op = operator(videos=made, output_path=str(tmp_path / "o.jsonl"), deferrable=True, poll_interval=1.5)
+    monkeypatch.setattr(SlipstreamBatchRecognizeOperator, "log", property(lambda _: log))
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute({"ti": FakeTI()})
+    _, kwargs = deferred.value.trigger.serialize()
+    kwargs["started"] -= 100  # the run began 100 s ago, in an earlier process
+
+    async def first_event() -> Any:
+        async for event in SlipstreamJobsTrigger(**kwargs).run():
+            return event.payload
+
+    started = time.monotonic()
+    event = asyncio.run(asyncio.wait_for(first_event(), HANG_GUARD_SECONDS))
+    assert time.monotonic() - started >= 1.5
+    assert len(event["outcomes"]) == len(made)
+    assert sim_conn.state.count("GET", "/api/v4/video-recognition/*/") == len(made)  # one poll each, not two
+    assert op.execute_complete({"ti": FakeTI()}, event)["failed"] == 0
+    # The rate over the run's 100 s, not over the moment since the event arrived.
+    rates = [float(msg.split("; ")[1].split(" videos/s")[0]) for _, msg in log.records if "videos/s" in msg]
+    assert 0 < rates[-1] <= 0.1  # 8 videos in about 100 s (the bulk of an event at once: thousands per second)
+
+
 def test_inputs_list_glob_manifest_and_shards(tmp_path: Path) -> None:
     made = [str(p) for p in clips(tmp_path / "in", per_kind=5)]
     assert list(iter_videos(videos=", ".join(made[:3]))) == made[:3]
@@ -316,29 +346,40 @@ def test_a_torn_last_line_is_skipped_and_a_local_part_is_never_half_written(tmp_
     assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
 
 
+def run_past_its_bound(made: list[str], out: str, bound: float = 2) -> list[dict[str, Any]]:
+    """
+    A batch bounded at ``bound`` seconds that cannot finish in them: it fails (``max_failed=0``)
+    within the bound plus the uploads running then, whatever the API asks. Its results lines.
+    """
+    started = time.monotonic()
+    with pytest.raises(SlipstreamBatchFailedError):
+        operator(videos=made, output_path=out, max_concurrent_uploads=2, timeout=bound, max_failed=0).execute(
+            {"ti": FakeTI()}
+        )
+    assert time.monotonic() - started < bound + 2
+    return lines(Path(out))
+
+
+def retry_submits_the_rest(sim: SimulatorServer, made: list[str], out: str) -> None:
+    """Once the API is well again, a retry completes the batch with one job per video in all."""
+    sim.state.clear_faults()
+    assert operator(videos=made, output_path=out).execute({"ti": FakeTI()})["failed"] == 0
+    assert sim.state.jobs_created == len(made)
+
+
 def test_the_submit_phase_stops_at_the_deadline_and_a_retry_submits_the_rest(
     sim_conn: SimulatorServer, tmp_path: Path
 ) -> None:
     made = [str(p) for p in clips(tmp_path / "in", per_kind=4)]
     out = str(tmp_path / "out.jsonl")
     sim_conn.state.add_fault(Fault("delay", path=SUBMIT, method="POST", seconds=0.5))
-    started = time.monotonic()
-    with pytest.raises(SlipstreamBatchFailedError):
-        operator(videos=made, output_path=out, max_concurrent_uploads=2, timeout=2, max_failed=0).execute(
-            {"ti": FakeTI()}
-        )
-    # The bound, plus at most the uploads already running then.
-    assert time.monotonic() - started < 2 + 2
-    errors = [line["error"]["message"] for line in lines(Path(out)) if "error" in line]
+    errors = [line["error"]["message"] for line in run_past_its_bound(made, out) if "error" in line]
     late = [message for message in errors if "Not submitted before the batch's timeout" in message]
     assert late
     # The others were submitted, and their jobs were still running at the bound.
     assert len(errors) == len(made)
     assert sim_conn.state.jobs_created == len(made) - len(late)
-    sim_conn.state.clear_faults()
-    summary = operator(videos=made, output_path=out).execute({"ti": FakeTI()})
-    assert summary["failed"] == 0
-    assert sim_conn.state.jobs_created == len(made)
+    retry_submits_the_rest(sim_conn, made, out)
 
 
 def test_submits_refused_with_a_long_retry_after_stop_at_the_deadline(
@@ -349,19 +390,11 @@ def test_submits_refused_with_a_long_retry_after_stop_at_the_deadline(
     sim_conn.state.add_fault(
         Fault("status", path=SUBMIT, method="POST", status=429, headers={"Retry-After": "20"}, remaining=3)
     )
-    started = time.monotonic()
-    with pytest.raises(SlipstreamBatchFailedError):
-        operator(videos=made, output_path=out, max_concurrent_uploads=2, timeout=2, max_failed=0).execute(
-            {"ti": FakeTI()}
-        )
-    assert time.monotonic() - started < 2 + 2  # not 20 s: the pace cuts the wait at the bound
-    not_sent = [line for line in lines(Path(out)) if "Not s" in line.get("error", {}).get("message", "")]
+    # Not 20 s: the pace cuts the wait at the bound.
+    not_sent = [line for line in run_past_its_bound(made, out) if "Not s" in line.get("error", {}).get("message", "")]
     assert not_sent
     assert sim_conn.state.jobs_created == 0  # every one refused, or never sent
-    sim_conn.state.clear_faults()
-    summary = operator(videos=made, output_path=out).execute({"ti": FakeTI()})
-    assert summary["failed"] == 0
-    assert sim_conn.state.jobs_created == len(made)
+    retry_submits_the_rest(sim_conn, made, out)
 
 
 def test_an_expired_earlier_job_is_not_submitted_again_past_the_deadline(

@@ -49,6 +49,16 @@ _LEDGER_RETRY = RetryPolicy(backoff_base=0.5, backoff_max=4.0)
 _STORE_SECONDS = 5.0
 
 
+def execution_seconds_left(task: BaseOperator, context: Context) -> float | None:
+    """What is left of the task's ``execution_timeout`` (None without one), counted from the try's start."""
+    if task.execution_timeout is None:
+        return None
+    # Airflow 3 does not count a deferral against execution_timeout: the trigger must.
+    started = getattr(context["ti"], "start_date", None)
+    spent = (datetime.now(timezone.utc) - started).total_seconds() if started else 0.0
+    return max(task.execution_timeout.total_seconds() - spent, 0.0)
+
+
 class _SlipstreamSubmitBase(BaseOperator):
     """
     Submits one video; a later try of the same task instance resumes that job instead.
@@ -123,17 +133,8 @@ class _SlipstreamSubmitBase(BaseOperator):
 
     def wait_seconds(self, context: Context) -> float:
         """How long this try rides out an outage: what is left of ``execution_timeout``, else the default."""
-        left = self.execution_seconds_left(context)
+        left = execution_seconds_left(self, context)
         return DEFAULT_WAIT_TIMEOUT.total_seconds() if left is None else left
-
-    def execution_seconds_left(self, context: Context) -> float | None:
-        """What is left of ``execution_timeout`` (None without one), counted from the try's start."""
-        if self.execution_timeout is None:
-            return None
-        # Airflow 3 does not count a deferral against execution_timeout: the trigger must.
-        started = getattr(context["ti"], "start_date", None)
-        spent = (datetime.now(timezone.utc) - started).total_seconds() if started else 0.0
-        return max(self.execution_timeout.total_seconds() - spent, 0.0)
 
     def forget(self, context: Context) -> None:
         """The task succeeded: drop its stored job, so nothing is left and a clear submits afresh."""
@@ -291,7 +292,7 @@ class SlipstreamRecognizeVideoOperator(_SlipstreamSubmitBase):
 
     def wait_seconds(self, context: Context) -> float:
         """The bound of this try: ``timeout``, else the default; never past what is left of ``execution_timeout``."""
-        left = self.execution_seconds_left(context)
+        left = execution_seconds_left(self, context)
         wait = self.timeout if self.timeout is not None else super().wait_seconds(context)
         return max(wait if left is None else min(wait, left), self.poll_interval)
 
@@ -409,39 +410,39 @@ class SlipstreamBatchRecognizeOperator(BaseOperator):
         self.competitor_labels, self.slipstream_conn_id = competitor_labels, slipstream_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        batch = self._batch(uuid.uuid4().hex, time.time() + self._bound(context))
+        deadline = time.time() + self._bound(context)
+        batch = self._batch(uuid.uuid4().hex, deadline)
         batch.submit_all(
             iter_videos(videos=self.videos, videos_glob=self.videos_glob, manifest=self.manifest),
             max_concurrent_uploads=self.max_concurrent_uploads,
         )
-        return self._wait(context, batch)
+        return self._wait(context, batch, deadline)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         if not event or event.get("status") != "success":
             result_from_event(event)  # raises the error it names
         assert event is not None  # for mypy: result_from_event raised otherwise
-        batch = self._batch(event["run"], event["deadline"])
+        batch = self._batch(event["run"], event["deadline"], event.get("started"))
         for job_id, part, retry in event["outcomes"]:
             batch.record(job_id, part, retry=retry)
         if event["timed_out"]:
             batch.time_out(batch.waiting())
         batch.ledger.consolidate()
-        return self._wait(context, batch)
+        return self._wait(context, batch, event["deadline"])
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
         if resumed_by_an_earlier_try(context, next_method, next_kwargs):
             return self.execute(context)  # resumes from the ledger
         return super().resume_execution(next_method, next_kwargs, context)
 
-    def _batch(self, run: str, deadline: float) -> BatchRun:
-        """The batch ``run`` (its token) over the ledger, bounded by ``deadline`` (Unix time)."""
+    def _batch(self, run: str, deadline: float, started: float | None = None) -> BatchRun:
+        """The batch ``run`` (its token, begun at ``started``) over the ledger, bounded by ``deadline`` (Unix times)."""
         if not isinstance(self.output_path, str) or not self.output_path.strip():
             raise SlipstreamValidationError(
                 f"{self.task_id}: output_path must be the path of the results file (local or object "
                 f"storage, e.g. 's3://aws@bucket/results/{{{{ ds }}}}.jsonl'), got {self.output_path!r}."
             )
         labels = parse_labels(self.competitor_labels, f"{self.task_id}: competitor_labels")
-        self._deadline = deadline
         bound = time.monotonic() + deadline - time.time()
         pace = Pace(uploads=self.max_concurrent_uploads, polls=self.max_concurrent_polls, deadline=bound)
         return BatchRun(
@@ -452,22 +453,25 @@ class SlipstreamBatchRecognizeOperator(BaseOperator):
             deadline=bound,
             labels=labels,
             upload_method=self.upload_method,
+            started=started,
         )
 
-    def _wait(self, context: Context, batch: BatchRun) -> dict[str, Any]:
+    def _wait(self, context: Context, batch: BatchRun, deadline: float) -> dict[str, Any]:
+        """Defer the batch's waiting jobs (a trigger at a time), or wait for them here; then publish."""
         waiting = batch.waiting()
-        left = self._deadline - time.time()
+        left = deadline - time.time()
         if waiting and self.deferrable and left > self.poll_interval:
             batch.progress.maybe_log(force=True, note=f"; deferring {min(len(waiting), self.jobs_per_trigger)} jobs")
             trigger = SlipstreamJobsTrigger(
                 job_ids=list(waiting)[: self.jobs_per_trigger],
                 slipstream_conn_id=self.slipstream_conn_id,
                 poll_interval=self.poll_interval,
-                deadline=self._deadline,
+                deadline=deadline,
                 competitor_labels=batch.labels,
                 max_concurrent_polls=self.max_concurrent_polls,
                 run=batch.run,
                 try_number=context["ti"].try_number,
+                started=batch.started,
             )
             defer_with_backstop(self, context, trigger, wait=left, poll_interval=self.poll_interval)
         if waiting:
@@ -486,12 +490,10 @@ class SlipstreamBatchRecognizeOperator(BaseOperator):
     def _bound(self, context: Context) -> float:
         """Seconds this try may run: ``timeout``, else 24 h; within ``execution_timeout`` less a margin."""
         bound = self.timeout if self.timeout is not None else DEFAULT_BATCH_TIMEOUT.total_seconds()
-        if self.execution_timeout is not None:
-            started = getattr(context["ti"], "start_date", None)
-            spent = (datetime.now(timezone.utc) - started).total_seconds() if started else 0.0
-            total = self.execution_timeout.total_seconds()
+        left = execution_seconds_left(self, context)
+        if left is not None and self.execution_timeout is not None:
             # Room to write the results file before Airflow ends the try.
-            bound = min(bound, total - spent - min(30.0, 0.1 * total))
+            bound = min(bound, left - min(30.0, 0.1 * self.execution_timeout.total_seconds()))
         return max(bound, self.poll_interval)
 
 

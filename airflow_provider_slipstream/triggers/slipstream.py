@@ -139,13 +139,15 @@ class SlipstreamJobsTrigger(BaseTrigger):
     Poll many Slipstream jobs of a batch over the triggerer's shared client, until all ended or the deadline.
 
     Emits one event: ``{"status": "success", "outcomes": [[job_id, result dict or {"error": ...}, retry], ...],
-    "timed_out": bool, "run", "try_number"}``, or ``{"status": "error", "error", "message", ...}`` when
-    the key is refused. It ends early once its outcomes reach ``max_event_bytes``, so that no event
-    grows past Airflow's limits; the task records them and defers again for the jobs left.
+    "timed_out": bool, "run", "deadline", "try_number", "started"}``, or ``{"status": "error", "error",
+    "message", ...}`` when the key is refused. It ends early once its outcomes reach ``max_event_bytes``, so
+    that no event grows past Airflow's limits; the task records them and defers again for the jobs left.
+    It polls each job every ``poll_interval``, the first time one interval after it starts.
 
     :param job_ids: The jobs to wait for (the operator bounds how many one trigger takes).
     :param deadline: Unix time at which the wait ends; jobs still running are reported as timed out.
     :param run: The batch run's token, echoed in the event.
+    :param started: Unix time the batch run began, echoed in the event (for its progress rate).
     """
 
     def __init__(
@@ -159,9 +161,11 @@ class SlipstreamJobsTrigger(BaseTrigger):
         max_event_bytes: int = 512 * 1024,
         run: str | None = None,
         try_number: int | None = None,
+        started: float | None = None,
     ) -> None:
         super().__init__()
         self.job_ids = list(job_ids)
+        self.started = started
         self.slipstream_conn_id = slipstream_conn_id
         self.poll_interval = poll_interval
         self.deadline = deadline
@@ -184,11 +188,17 @@ class SlipstreamJobsTrigger(BaseTrigger):
                 "max_event_bytes": self.max_event_bytes,
                 "run": self.run_token,
                 "try_number": self.try_number,
+                "started": self.started,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        origin = {"run": self.run_token, "deadline": self.deadline, "try_number": self.try_number}
+        origin = {
+            "run": self.run_token,
+            "deadline": self.deadline,
+            "try_number": self.try_number,
+            "started": self.started,
+        }
         try:
             outcomes, timed_out = await self._wait()
         except SlipstreamError as exc:
@@ -204,8 +214,16 @@ class SlipstreamJobsTrigger(BaseTrigger):
         outcomes: list[list[Any]] = []
         size, started, logged = 0, time.monotonic(), time.monotonic()
         self.log.info("Waiting for %d Slipstream jobs of batch run %s", len(waiting), self.run_token)
+        round_start = time.monotonic()
         async with hook.async_client() as client:
             while waiting:
+                # Each poll an interval after the last, the first an interval after the deferral (when the
+                # deadline leaves room): a trigger that fires within seconds of its deferral races the
+                # executor's report of the deferring try, and Airflow fails the task (apache/airflow#67287,
+                # #72716). A re-deferred batch's jobs are often done already.
+                pause = self.poll_interval - (time.monotonic() - round_start)
+                if self.deadline is None or self.deadline - time.time() > pause:
+                    await asyncio.sleep(max(0.0, pause))
                 round_start = time.monotonic()
                 for job_id, part, retry in await poll_once(
                     hook,
@@ -231,7 +249,6 @@ class SlipstreamJobsTrigger(BaseTrigger):
                 left = math.inf if self.deadline is None else self.deadline - time.time()
                 if left < self.poll_interval:
                     return outcomes, True
-                await asyncio.sleep(max(0.0, self.poll_interval - (time.monotonic() - round_start)))
         return outcomes, False
 
 
