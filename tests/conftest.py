@@ -6,6 +6,7 @@ plugin (registered through the ``pytest11`` entry point when the package is inst
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 from pathlib import Path
@@ -13,6 +14,10 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook
+
+# A batch's trigger polls first twice this after its deferral (the executor's report delay): 2 s, not
+# 10 s with the default 5, for the tests that run triggers in line (no executor there to race).
+os.environ.setdefault("AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL", "1")
 
 # The DAG-run helpers live with the demo, so tests and demo drive Airflow the same way.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))

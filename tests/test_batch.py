@@ -257,6 +257,7 @@ def test_a_deferral_whose_jobs_are_done_fires_an_interval_later_and_logs_the_run
     with pytest.raises(TaskDeferred) as deferred:
         op.execute({"ti": FakeTI()})
     _, kwargs = deferred.value.trigger.serialize()
+    assert kwargs["first_poll_after"] == 2.0  # twice [workers] min_heartbeat_interval (tests/conftest.py)
     kwargs["started"] -= 100  # the run began 100 s ago, in an earlier process
 
     async def first_event() -> Any:
@@ -265,7 +266,7 @@ def test_a_deferral_whose_jobs_are_done_fires_an_interval_later_and_logs_the_run
 
     started = time.monotonic()
     event = asyncio.run(asyncio.wait_for(first_event(), HANG_GUARD_SECONDS))
-    assert time.monotonic() - started >= 1.5
+    assert time.monotonic() - started >= 2.0
     assert len(event["outcomes"]) == len(made)
     assert sim_conn.state.count("GET", "/api/v4/video-recognition/*/") == len(made)  # one poll each, not two
     assert op.execute_complete({"ti": FakeTI()}, event)["failed"] == 0

@@ -59,6 +59,15 @@ def execution_seconds_left(task: BaseOperator, context: Context) -> float | None
     return max(task.execution_timeout.total_seconds() - spent, 0.0)
 
 
+def _report_delay() -> float:
+    """
+    How long after a deferral its executor may still report the deferring try: the worker's supervisor
+    notices the task process ended at its next check, up to ``[workers] min_heartbeat_interval`` later,
+    then the report crosses the executor and a scheduler loop (hence twice the interval).
+    """
+    return 2 * conf.getfloat("workers", "min_heartbeat_interval", fallback=5.0)
+
+
 class _SlipstreamSubmitBase(BaseOperator):
     """
     Submits one video; a later try of the same task instance resumes that job instead.
@@ -472,6 +481,7 @@ class SlipstreamBatchRecognizeOperator(BaseOperator):
                 run=batch.run,
                 try_number=context["ti"].try_number,
                 started=batch.started,
+                first_poll_after=max(self.poll_interval, _report_delay()),
             )
             defer_with_backstop(self, context, trigger, wait=left, poll_interval=self.poll_interval)
         if waiting:

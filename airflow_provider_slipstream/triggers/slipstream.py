@@ -142,12 +142,13 @@ class SlipstreamJobsTrigger(BaseTrigger):
     "timed_out": bool, "run", "deadline", "try_number", "started"}``, or ``{"status": "error", "error",
     "message", ...}`` when the key is refused. It ends early once its outcomes reach ``max_event_bytes``, so
     that no event grows past Airflow's limits; the task records them and defers again for the jobs left.
-    It polls each job every ``poll_interval``, the first time one interval after it starts.
+    It polls each job every ``poll_interval``, the first time ``first_poll_after`` seconds after it starts.
 
     :param job_ids: The jobs to wait for (the operator bounds how many one trigger takes).
     :param deadline: Unix time at which the wait ends; jobs still running are reported as timed out.
     :param run: The batch run's token, echoed in the event.
     :param started: Unix time the batch run began, echoed in the event (for its progress rate).
+    :param first_poll_after: Seconds before the first poll (default ``poll_interval``).
     """
 
     def __init__(
@@ -162,10 +163,12 @@ class SlipstreamJobsTrigger(BaseTrigger):
         run: str | None = None,
         try_number: int | None = None,
         started: float | None = None,
+        first_poll_after: float | None = None,
     ) -> None:
         super().__init__()
         self.job_ids = list(job_ids)
         self.started = started
+        self.first_poll_after = poll_interval if first_poll_after is None else first_poll_after
         self.slipstream_conn_id = slipstream_conn_id
         self.poll_interval = poll_interval
         self.deadline = deadline
@@ -189,6 +192,7 @@ class SlipstreamJobsTrigger(BaseTrigger):
                 "run": self.run_token,
                 "try_number": self.try_number,
                 "started": self.started,
+                "first_poll_after": self.first_poll_after,
             },
         )
 
@@ -214,14 +218,14 @@ class SlipstreamJobsTrigger(BaseTrigger):
         outcomes: list[list[Any]] = []
         size, started, logged = 0, time.monotonic(), time.monotonic()
         self.log.info("Waiting for %d Slipstream jobs of batch run %s", len(waiting), self.run_token)
-        round_start = time.monotonic()
+        round_start, interval = time.monotonic(), self.first_poll_after
         async with hook.async_client() as client:
             while waiting:
-                # Each poll an interval after the last, the first an interval after the deferral (when the
-                # deadline leaves room): a trigger that fires within seconds of its deferral races the
-                # executor's report of the deferring try, and Airflow fails the task (apache/airflow#67287,
-                # #72716). A re-deferred batch's jobs are often done already.
-                pause = self.poll_interval - (time.monotonic() - round_start)
+                # The first poll waits first_poll_after (when the deadline leaves room): a trigger that
+                # fires before the executor reported the deferring try makes Airflow fail the task
+                # (apache/airflow#67287, #72716), and a re-deferred batch's jobs are often done already.
+                pause = interval - (time.monotonic() - round_start)
+                interval = self.poll_interval
                 if self.deadline is None or self.deadline - time.time() > pause:
                     await asyncio.sleep(max(0.0, pause))
                 round_start = time.monotonic()
