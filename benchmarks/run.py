@@ -6,14 +6,19 @@ Runs every section against the simulator on loopback (in its own process), print
 the machine it ran on. Targets are reported, never enforced: a missed target shows as MISSED
 with the measured ratio, and the exit status stays 0 unless a benchmark itself failed.
 
-Sections: 1 waiting at scale (triggers), 2 uploads, 3 import / DAG-parse cost, 4 sensor modes.
-Needs ``apache-airflow-providers-http`` (the peer of sections 1 and 3) and ``curl`` (section 2).
+Sections: 1 waiting at scale (triggers), 2 uploads, 3 import / DAG-parse cost, 4 sensor modes,
+5 a folder of videos on a deployment (mapped vs batch). Needs ``apache-airflow-providers-http`` (the
+peer of sections 1 and 3), ``curl`` (section 2) and PostgreSQL's server binaries (section 5).
+A run of some sections keeps the other sections' rows of the results file it replaces.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import glob
 import importlib.util
+import json
 import os
 import shutil
 import sys
@@ -25,7 +30,7 @@ from typing import Any
 
 from common import BENCH_DIR, CHILDREN, Row, SimulatorProcess, bench_env, machine_info, render_table, result_payload
 
-SECTIONS = ("waiting", "uploads", "imports", "modes")
+SECTIONS = ("waiting", "uploads", "imports", "modes", "deployment")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -40,6 +45,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--upload-repeats", type=int, default=5, help="uploads per client and route (section 2)")
     parser.add_argument("--import-runs", type=int, default=21, help="fresh interpreters per side (section 3)")
     parser.add_argument("--job-seconds", type=float, default=30.0, help="the job's duration (section 4)")
+    parser.add_argument("--clips", type=int, default=1000, help="clips of the side-by-side runs (section 5)")
+    parser.add_argument("--max-clips", type=int, default=10000, help="clips of the large batch run (section 5)")
+    parser.add_argument("--clip-job-seconds", type=float, default=30.0, help="each clip's job, seconds (section 5)")
     parser.add_argument("--output", type=Path, default=BENCH_DIR / "results.json")
     parser.add_argument("--keep-workdir", action="store_true", help="keep logs and Airflow homes for inspection")
     args = parser.parse_args(argv)
@@ -58,7 +66,29 @@ def missing_requirements(sections: list[str]) -> list[str]:
         missing.append("apache-airflow-providers-http (pip install apache-airflow-providers-http)")
     if "uploads" in sections and shutil.which("curl") is None:
         missing.append("curl (apt-get install curl)")
+    if "deployment" in sections and not (glob.glob("/usr/lib/postgresql/*/bin/postgres") or shutil.which("postgres")):
+        missing.append("the PostgreSQL server (apt-get install postgresql; the benchmark runs its own)")
     return missing
+
+
+def keep_other_sections(output: Path, sections: list[str], rows: list[Row], details: dict[str, Any]) -> list[Row]:
+    """
+    The rows of this run, after those of the sections it did not run from the file it replaces
+    (their details and dates too), so that one section can be run again on its own.
+    """
+    if not output.exists():
+        return rows
+    earlier = json.loads(output.read_text())
+    kept = [name for name in SECTIONS if name not in sections]
+    numbers = {f"{SECTIONS.index(name) + 1}." for name in kept}
+    old_rows = [Row(**row) for row in earlier["rows"] if row["section"].split(" ", 1)[0] in numbers]
+    for name in kept:
+        if name in earlier["details"]:
+            details[name] = earlier["details"][name]
+            when = earlier["details"].get("section_dates", {}).get(name, earlier["machine"]["date"])
+            details["section_dates"][name] = when
+    order = {title: i for i, title in enumerate(sorted({row.section for row in old_rows + rows}))}
+    return sorted(old_rows + rows, key=lambda row: order[row.section])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,10 +136,16 @@ def main(argv: list[str] | None = None) -> int:
                     import imports
 
                     new_rows, details[section] = imports.run(workdir, env, runs=args.import_runs)
-                else:
+                elif section == "modes":
                     import modes
 
                     new_rows, details[section] = modes.run(sim, workdir, env, job_seconds=args.job_seconds)
+                else:
+                    import deployment
+
+                    new_rows, details[section] = deployment.run(
+                        sim, workdir, env, clips=args.clips, max_clips=args.max_clips, job_seconds=args.clip_job_seconds
+                    )
                 rows += new_rows
             except Exception:
                 failures.append(section)
@@ -121,7 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         sim.stop()
         CHILDREN.stop_all()
     details["total_seconds"] = time.monotonic() - started
+    today = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    details["section_dates"] = dict.fromkeys(args.sections, today)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    rows = keep_other_sections(args.output, args.sections, rows, details)
     args.output.write_text(result_payload(rows, info, details, config) + "\n")
     print()
     print(render_table(rows))
