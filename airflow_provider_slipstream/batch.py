@@ -178,9 +178,11 @@ class Progress:
         self._start_done, self._start = earlier, started
         self._next = time.monotonic() + PROGRESS_SECONDS
 
-    def add(self, kind: str) -> None:
+    def add(self, kind: str, *, earlier: bool = False) -> None:
+        """One more video done; ``earlier`` when an earlier run did it (not this run's rate)."""
         self.done += 1
         self.counts[kind] += 1
+        self._start_done += earlier
 
     def maybe_log(self, *, force: bool = False, note: str = "") -> None:
         if not force and time.monotonic() < self._next:
@@ -319,7 +321,7 @@ class BatchRun:
             if entry is None or entry.fingerprint != fingerprint:
                 return fingerprint, None
             if entry.complete(self.run):
-                self.progress.add(entry.kind or _FAILED)
+                self.progress.add(entry.kind or _FAILED, earlier=entry.done_run != self.run)
             elif entry.kind is not None and not entry.job_id:
                 entry.kind = None  # an earlier run's temporary failure before any job: submit again
             return fingerprint, entry

@@ -275,6 +275,32 @@ def test_a_deferral_whose_jobs_are_done_fires_an_interval_later_and_logs_the_run
     assert 0 < rates[-1] <= 0.1  # 8 videos in about 100 s (the bulk of an event at once: thousands per second)
 
 
+def test_a_batch_near_its_bound_waits_in_the_worker_instead_of_a_trigger_that_would_fire_at_once(
+    sim_conn: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL", "5")  # the default: first poll after 10 s
+    sim_conn.state.configure(processing_seconds=0, queued_seconds=0)
+    made = [str(p) for p in clips(tmp_path / "in", per_kind=1)]
+    # 8 s left: a trigger could not wait its 10 s before polling, so the task polls here (no TaskDeferred).
+    op = operator(videos=made, output_path=str(tmp_path / "o.jsonl"), deferrable=True, poll_interval=3, timeout=8)
+    assert op.execute({"ti": FakeTI()})["failed"] == 0
+
+
+def test_a_cleared_batch_logs_its_own_rate_not_the_earlier_runs_videos(
+    sim_conn: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim_conn.state.configure(processing_seconds=0, queued_seconds=0)
+    made = [str(p) for p in clips(tmp_path / "in", per_kind=3)]
+    out = str(tmp_path / "o.jsonl")
+    assert operator(videos=made, output_path=out).execute({"ti": FakeTI()})["failed"] == 0
+    log = LogRecorder()
+    monkeypatch.setattr(SlipstreamBatchRecognizeOperator, "log", property(lambda _: log))
+    assert operator(videos=made, output_path=out).execute({"ti": FakeTI()})["failed"] == 0  # all done earlier
+    lines_logged = [msg for _, msg in log.records if "videos/s" in msg]
+    assert lines_logged
+    assert all(" 0.0 videos/s" in msg for msg in lines_logged), lines_logged
+
+
 def test_inputs_list_glob_manifest_and_shards(tmp_path: Path) -> None:
     made = [str(p) for p in clips(tmp_path / "in", per_kind=5)]
     assert list(iter_videos(videos=", ".join(made[:3]))) == made[:3]

@@ -469,7 +469,10 @@ class SlipstreamBatchRecognizeOperator(BaseOperator):
         """Defer the batch's waiting jobs (a trigger at a time), or wait for them here; then publish."""
         waiting = batch.waiting()
         left = deadline - time.time()
-        if waiting and self.deferrable and left > self.poll_interval:
+        first_poll_after = max(self.poll_interval, _report_delay())
+        # A trigger with less time than its first poll's wait and one more interval would fire at once
+        # (and race the executor's report); the last stretch is waited for here instead.
+        if waiting and self.deferrable and left > first_poll_after + self.poll_interval:
             batch.progress.maybe_log(force=True, note=f"; deferring {min(len(waiting), self.jobs_per_trigger)} jobs")
             trigger = SlipstreamJobsTrigger(
                 job_ids=list(waiting)[: self.jobs_per_trigger],
@@ -481,7 +484,7 @@ class SlipstreamBatchRecognizeOperator(BaseOperator):
                 run=batch.run,
                 try_number=context["ti"].try_number,
                 started=batch.started,
-                first_poll_after=max(self.poll_interval, _report_delay()),
+                first_poll_after=first_poll_after,
             )
             defer_with_backstop(self, context, trigger, wait=left, poll_interval=self.poll_interval)
         if waiting:

@@ -24,10 +24,11 @@ with DAG(
             output_path="{{ params.workdir }}/" + mode + ".jsonl",
             deferrable=deferrable,
             poll_interval=0.5,
-            # Shorter than the jobs take: the first try ends with timeout lines, more than max_failed.
-            timeout=2,
+            # Shorter than the jobs take (7 s): the first try ends with timeout lines, more than max_failed.
+            # Long enough to defer: a trigger's first poll waits 2 s here (tests/conftest.py).
+            timeout=4,
             max_failed=0,
             retries=1,
             # Longer than what is left of the jobs then: the retry finds them completed.
-            retry_delay=timedelta(seconds=4),
+            retry_delay=timedelta(seconds=5),
         )
