@@ -14,7 +14,10 @@ STAMP := $(VENV)/.installed-$(AIRFLOW_VERSION)
 # API server's logins (500: "Issuer (iss) must be a string"). 3.1 caps or handles all four.
 # Its UI builds every provider's connection form only when wtforms is installed (the FAB provider
 # brings it), so that is what shows any provider's relabelled and extra fields there; 3.1+ needs none.
-AIRFLOW_PINS_3.0.6 := "universal-pathlib<0.3" "fastapi<0.118" "cadwyn<5.5" "pyjwt<2.11" wtforms
+# 3.0 and 3.1 set an attribute on cryptography's MultiFernet, which 51.0 made a Rust object that refuses
+# it: every connection with a password then fails to load ("no attribute 'is_encrypted'"); 3.2 wraps it.
+AIRFLOW_PINS_3.0.6 := "cryptography<51" "universal-pathlib<0.3" "fastapi<0.118" "cadwyn<5.5" "pyjwt<2.11" wtforms
+AIRFLOW_PINS_3.1.8 := "cryptography<51"
 # 3.2.2 leaves FastAPI open (0.137+ breaks its execution API routes; 3.3 caps it) and its
 # `dags test` fails with svcs 26 (KeyError 'svcs_registry': the lifespan is not awaited).
 AIRFLOW_PINS_3.2.2 := "fastapi<0.137" "svcs<26"

@@ -1,6 +1,6 @@
 """
 Where a task keeps the job it submitted, so that its next try resumes that job instead of
-submitting the video again.
+submitting the video again; and where generated licenses are kept (:class:`LicenseStore`).
 
 Airflow 3.3 and later: the task state store, scoped to the task instance and shared by its tries.
 Before 3.3: an Airflow Variable stands in (common-compat's ``ResumableJobMixin`` stand-in does not
@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
+
+from airflow_provider_slipstream.models import License
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -80,3 +82,38 @@ def variable_key(dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
     """The fallback Variable's key: 80 characters, whatever the length of the ids."""
     digest = hashlib.sha256(f"{dag_id}\x00{run_id}\x00{task_id}\x00{map_index}".encode()).hexdigest()
     return f"{LEDGER_KEY}__{digest}"
+
+
+#: The prefix of the Variables that keep generated licenses.
+LICENSE_KEY = "slipstream_license"
+
+
+class LicenseStore:
+    """
+    The license generated for one (connection, track, user, project), kept in an Airflow Variable.
+
+    Not the task state store: a license is worth keeping beyond its task instance. A retried or
+    cleared task, a rerun or another DAG licensing the same track for the same user and project
+    reuses it instead of spending quota; and Slipstream has no lookup, so this is the only record.
+    """
+
+    def __init__(self, conn_id: str, track_id: str, user_id: str, project_name: str | None) -> None:
+        self.identity = {"conn_id": conn_id, "track_id": track_id, "user_id": user_id, "project_name": project_name}
+        digest = hashlib.sha256("\x00".join(str(v) for v in self.identity.values()).encode()).hexdigest()
+        self.variable_key = f"{LICENSE_KEY}__{digest}"
+
+    def get(self) -> License | None:
+        from airflow.providers.common.compat.sdk import Variable
+
+        stored = Variable.get(self.variable_key, default=None, deserialize_json=True)
+        if not isinstance(stored, dict) or any(stored.get(k) != v for k, v in self.identity.items()):
+            return None  # absent, or written by another version: generate
+        try:
+            return License.from_dict(stored["license"])
+        except (KeyError, TypeError):
+            return None
+
+    def put(self, granted: License) -> None:
+        from airflow.providers.common.compat.sdk import Variable
+
+        Variable.set(self.variable_key, {**self.identity, "license": granted.to_dict()}, serialize_json=True)

@@ -414,17 +414,23 @@ class BatchRun:
 
     # -- the results -----------------------------------------------------------------------
 
-    def publish(self) -> dict[str, Any]:
-        """Write the results file (one line per listed video, its latest outcome) and return the summary."""
+    def publish(self, *, enrich_catalog: bool = False) -> dict[str, Any]:
+        """
+        Write the results file (one line per listed video, its latest outcome) and return the summary.
+
+        :param enrich_catalog: add ``catalog`` to internal matches' lines: one request per distinct track.
+        """
         self.ledger.flush()
         current = dict(self._listed_entries())
+        catalog: dict[str, Any] = {}
         written: set[str] = set()
         with storage_path(self.output_path).open("w") as out:
             for ordinal, record in enumerate(self.ledger.records()):
                 entry = current.get(record["video"])
                 if entry is not None and entry.done_at == ordinal and entry.complete(self.run):
                     written.add(record["video"])
-                    out.write(json.dumps(record["line"], separators=(",", ":")) + "\n")
+                    line = self.hook.enrich(record["line"], cache=catalog) if enrich_catalog else record["line"]
+                    out.write(json.dumps(line, separators=(",", ":")) + "\n")
             missing = [video for video in self.listed if video not in written]
             for video in missing:  # a bug if ever: still one line per video, and a failure
                 exc = SlipstreamError("No outcome was recorded for this video; retry the task.")

@@ -32,6 +32,10 @@ class SlipstreamJobNotFoundError(SlipstreamError, AirflowFailException):
     """The job does not exist or its result expired (404); the video must be submitted again."""
 
 
+class SlipstreamTrackNotFoundError(SlipstreamError, AirflowFailException):
+    """The catalog has no track with this id (404)."""
+
+
 class SlipstreamApiError(SlipstreamError):
     """Any other error answer from the API, or a response that does not match the documented shape."""
 
@@ -46,6 +50,14 @@ class SlipstreamSubmitUncertainError(SlipstreamApiError, AirflowFailException):
 
     The API has no idempotency key, so neither the hook nor Airflow's task retries re-send it:
     a second POST could create a second job. Clear the task to submit again.
+    """
+
+
+class SlipstreamLicenseQuotaError(SlipstreamApiError, AirflowFailException):
+    """
+    The partner's daily or monthly license quota is used up: blocked until the window resets.
+
+    An ``AirflowFailException``: retrying within minutes spends nothing but requests.
     """
 
 

@@ -41,6 +41,10 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_slipstream.triggers.slipstream"],
             }
         ],
+        "extra-links": [
+            "airflow_provider_slipstream.links.slipstream.SlipstreamTrackLink",
+            "airflow_provider_slipstream.links.slipstream.SlipstreamLicenseLink",
+        ],
         "connection-types": [
             {
                 "connection-type": "slipstream",

@@ -18,10 +18,12 @@ from airflow_provider_slipstream.exceptions import (
     SlipstreamApiError,
     SlipstreamAuthError,
     SlipstreamJobNotFoundError,
+    SlipstreamLicenseQuotaError,
+    SlipstreamTrackNotFoundError,
     SlipstreamTransientError,
     SlipstreamValidationError,
 )
-from airflow_provider_slipstream.retry import RETRYABLE_STATUS
+from airflow_provider_slipstream.retry import RETRYABLE_STATUS, parse_retry_after
 
 
 class JobStatus(str, Enum):
@@ -175,6 +177,187 @@ class UploadTarget:
         )
 
 
+@dataclass(frozen=True)
+class RightsHolder:
+    """A writer or publisher of a catalog track: ``share`` in percent, ``pro`` its rights society."""
+
+    name: str
+    share: float | None
+    pro: str | None
+    #: A digit string whose leading zeros matter: kept as the catalog gives it.
+    ipi: str | None
+
+    @classmethod
+    def from_api(cls, data: Any) -> RightsHolder:
+        data = _require_object(data, "a writer or publisher")
+        share = _field(data, "share", (int, float), nullable=True)
+        ipi = _field(data, "ipi", (str, int), nullable=True)
+        return cls(
+            name=_field(data, "name", (str,), nullable=False),
+            share=None if share is None else _as_float(share),
+            pro=_field(data, "pro", (str,), nullable=True),
+            ipi=None if ipi is None else str(ipi),
+        )
+
+
+@dataclass(frozen=True)
+class CatalogTrack:
+    """
+    A Slipstream catalog track (Tracks API): what an internal match's ``track.id`` leads to.
+
+    Only ``id`` and ``name`` are required (the docs do not say which fields may be null); the
+    rights metadata is kept as documented and ``raw`` keeps the whole answer, unknown fields included.
+    """
+
+    id: str
+    name: str
+    artist_name: str | None
+    short_url: str | None
+    library_name: str | None
+    isrc: str | None
+    writers: tuple[RightsHolder, ...]
+    publishers: tuple[RightsHolder, ...]
+    raw: Mapping[str, Any]
+
+    @classmethod
+    def from_api(cls, data: Any) -> CatalogTrack:
+        data = _require_object(data, "a catalog track")
+        artist = data.get("artist")
+        return cls(
+            id=_field(data, "id", (str,), nullable=False),
+            name=_field(data, "name", (str,), nullable=False),
+            artist_name=_field(artist, "name", (str,), nullable=True) if isinstance(artist, Mapping) else None,
+            short_url=_field(data, "short_url", (str,), nullable=True),
+            library_name=_field(data, "library_name", (str,), nullable=True),
+            isrc=_field(data, "isrc", (str,), nullable=True),
+            writers=_holders(data, "writers"),
+            publishers=_holders(data, "publishers"),
+            raw=data,
+        )
+
+    def to_catalog(self) -> dict[str, Any]:
+        """The ``catalog`` entry an enriched internal match gains in its result dict."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "artist": self.artist_name,
+            "short_url": self.short_url,
+            "library_name": self.library_name,
+            "isrc": self.isrc,
+            "writers": [asdict(holder) for holder in self.writers],
+            "publishers": [asdict(holder) for holder in self.publishers],
+        }
+
+
+def _holders(data: Mapping[str, Any], name: str) -> tuple[RightsHolder, ...]:
+    value = _field(data, name, (list,), nullable=True)
+    return tuple(RightsHolder.from_api(item) for item in value or ())
+
+
+#: The public proof page of a license: what resolves a Content ID claim.
+LICENSE_PAGE = "https://license.slipstreammusic.com/v/{license_id}"
+#: Usage at or above this share of a daily or monthly cap is logged as a warning.
+QUOTA_WARNING_SHARE = 0.8
+
+
+@dataclass(frozen=True)
+class LicenseUsage:
+    """The partner's license counters and caps, per day and per month (None where not given)."""
+
+    daily_used: int | None
+    monthly_used: int | None
+    daily_limit: int | None
+    monthly_limit: int | None
+
+    @classmethod
+    def from_api(cls, data: Any) -> LicenseUsage:
+        data = data if isinstance(data, Mapping) else {}
+        return cls(**{name: _field(data, name, (int,), nullable=True) for name in _USAGE_FIELDS})
+
+    def near_caps(self) -> list[str]:
+        """The windows at or above :data:`QUOTA_WARNING_SHARE` of their cap, in words."""
+        windows = (("daily", self.daily_used, self.daily_limit), ("monthly", self.monthly_used, self.monthly_limit))
+        return [
+            f"{window} {used} of {limit}"
+            for window, used, limit in windows
+            if used is not None and limit and used >= QUOTA_WARNING_SHARE * limit
+        ]
+
+
+_USAGE_FIELDS = ("daily_used", "monthly_used", "daily_limit", "monthly_limit")
+
+
+@dataclass(frozen=True)
+class License:
+    """A generated license. ``license_url`` is the public proof page, built per the docs' rule."""
+
+    license_id: str
+    license_url: str
+    track_id: str | None
+    track_name: str | None
+    artist_name: str | None
+    user_id: str | None
+    created_at: str | None
+    expires_at: str | None
+    usage: LicenseUsage
+
+    @classmethod
+    def from_api(cls, data: Any) -> License:
+        data = _require_object(data, "a license answer")
+        body = _require_object(data.get("license"), "a license")
+        license_id = _field(body, "license_id", (str,), nullable=False)
+        # `license_url` holds only the id today; it is promised to become the full URL.
+        url = _field(body, "license_url", (str,), nullable=True)
+        return cls(
+            license_id=license_id,
+            license_url=url
+            if url and url.startswith(("https://", "http://"))
+            else LICENSE_PAGE.format(license_id=license_id),
+            **{name: _field(body, name, (str,), nullable=True) for name in _LICENSE_FIELDS},
+            usage=LicenseUsage.from_api(data.get("usage")),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The license dict of design.md (what the license operator returns)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> License:
+        """Back from :meth:`to_dict` (a stored license)."""
+        return cls(**{**data, "usage": LicenseUsage(**data["usage"])})
+
+
+_LICENSE_FIELDS = ("track_id", "track_name", "artist_name", "user_id", "created_at", "expires_at")
+
+
+def quota_refusal(status: int, body: bytes, retry_after: str | None) -> str | None:
+    """
+    If an error answer is a license quota refusal, when the window resets (in words); else None.
+
+    Undocumented: taken to be a 429 (or 403) whose error names a quota or a limit. A plain 429 (rate
+    limiting) is not one: it is retried as usual.
+    """
+    if status not in (403, 429):
+        return None
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    error = data.get("error") if isinstance(data, Mapping) else None
+    if not isinstance(error, Mapping):
+        return None
+    words = f"{error.get('code', '')} {error.get('message', '')}".lower()
+    if "quota" not in words and "limit" not in words:
+        return None
+    resets = error.get("resets_at") or error.get("reset_at")
+    if isinstance(resets, str) and resets:
+        return f"The window resets at {resets}."
+    seconds = parse_retry_after(retry_after)
+    if seconds is not None:
+        return f"The window resets in about {seconds / 3600:.1f} h."
+    return "Slipstream did not say when the window resets (daily windows reset daily, monthly ones monthly)."
+
+
 def normalize_label(label: str) -> str:
     """Labels compare case- and space-insensitively: ``"epidemic  sound "`` is Epidemic Sound."""
     return " ".join(label.split()).casefold()
@@ -198,6 +381,9 @@ def check_response(
     what: str,
     *,
     job_id: str | None = None,
+    track_id: str | None = None,
+    license_request: bool = False,
+    retry_after: str | None = None,
     scrub: Callable[[bytes], bytes] | None = None,
 ) -> Any:
     """
@@ -205,6 +391,9 @@ def check_response(
 
     :param what: the request in words, for messages ("the status of job 7b2c…").
     :param job_id: set for job lookups, where 404 means "unknown or expired job".
+    :param track_id: set for catalog lookups and licenses, where 404 means "no such track".
+    :param license_request: a license POST, where a quota refusal (see :func:`quota_refusal`, with the
+        answer's ``Retry-After``) is final, not a 429 to retry.
     :param scrub: removes the partner key from a body (``ClientConfig.scrub``): a proxy that echoes
         the request must not put it into a message. A callable, not the key, so that no traceback
         that shows locals can print it.
@@ -214,6 +403,13 @@ def check_response(
     if 200 <= status < 300:
         return parse_json_body(body, what)
     message = error_message(body)
+    resets = quota_refusal(status, body, retry_after) if license_request else None
+    if resets is not None:
+        raise SlipstreamLicenseQuotaError(
+            f"Slipstream refused {what}: the partner's license quota is used up ({status}: {message}). {resets} "
+            "Run the task again after that; retrying sooner spends nothing but requests.",
+            status_code=status,
+        )
     if status == 400:
         raise SlipstreamValidationError(
             f"Slipstream rejected {what} (400): {message}. Fix the input and try again.", status_code=status
@@ -228,6 +424,12 @@ def check_response(
         raise SlipstreamJobNotFoundError(
             f"Slipstream job {job_id} was not found (404: {message}): it never existed or its result expired "
             "(results are kept about a day after completion). Submit the video again.",
+            status_code=status,
+        )
+    if status == 404 and track_id is not None:
+        raise SlipstreamTrackNotFoundError(
+            f"The Slipstream catalog has no track {track_id} (404: {message}). Only an internal match's "
+            "track id (result['track']['id']) names a catalog track.",
             status_code=status,
         )
     if status in RETRYABLE_STATUS:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import uuid
 from typing import Any
 
@@ -15,21 +16,79 @@ MAX_DIRECT_UPLOAD_BYTES = 100 * 1024 * 1024
 STORAGE_KEY_PREFIX = "video-recognition/"
 
 
-def validate_job_id(job_id: Any) -> str:
-    """Return the canonical job id; anything but a UUID (``../x``, ``abc``, a suffix) is refused."""
-    text = job_id if isinstance(job_id, str) else ""
+def _canonical_uuid(value: Any) -> str | None:
+    text = value if isinstance(value, str) else ""
     try:
         # A strict round-trip: uuid.UUID alone accepts braces, "urn:uuid:" and missing hyphens.
         canonical = str(uuid.UUID(text))
     except ValueError:
-        canonical = ""
-    if canonical != text.strip().lower() or not canonical:
+        return None
+    return canonical if canonical == text.strip().lower() else None
+
+
+def validate_job_id(job_id: Any) -> str:
+    """Return the canonical job id; anything but a UUID (``../x``, ``abc``, a suffix) is refused."""
+    canonical = _canonical_uuid(job_id)
+    if canonical is None:
         raise SlipstreamValidationError(
             f"{job_id!r} is not a Slipstream job id: expected a UUID such as "
             "'7b2c1e8a-0f4d-4a2b-9c11-7f5a2d9e3c10', as returned by the submit step. "
             "Check the job_id argument or the XCom it is templated from."
         )
     return canonical
+
+
+def validate_track_id(track_id: Any) -> str:
+    """A catalog track id: the UUID in an internal match's ``track.id``."""
+    canonical = _canonical_uuid(track_id)
+    if canonical is None:
+        raise SlipstreamValidationError(
+            f"{track_id!r} is not a Slipstream catalog track id: expected a UUID such as "
+            "'11111111-1111-1111-1111-111111111111', as an internal match's result['track']['id'] gives it. "
+            "Outside matches (competitor, external) have no catalog id."
+        )
+    return canonical
+
+
+#: Locales of the Tracks API: only ``en`` appears in the docs; a locale is 2 letters, maybe a region.
+_LANGUAGE = re.compile(r"[a-z]{2}(-[a-z]{2})?")
+
+
+def validate_language(language: Any) -> str:
+    if not isinstance(language, str) or not _LANGUAGE.fullmatch(language):
+        raise SlipstreamValidationError(
+            f"{language!r} is not a language code for the Slipstream catalog: use a locale such as 'en'."
+        )
+    return language
+
+
+def validate_user_id(user_id: Any) -> str:
+    """The end user a license is for (sent as ``X-User-ID``): a non-empty id that fits in a header."""
+    if isinstance(user_id, int) and not isinstance(user_id, bool):
+        user_id = str(user_id)
+    if not isinstance(user_id, str) or not user_id.strip() or not user_id.isprintable() or not user_id.isascii():
+        raise SlipstreamValidationError(
+            f"user_id {user_id!r} cannot identify a license's user: pass your end user's id (the uploader of the "
+            "video), a non-empty string of printable ASCII characters, e.g. '{{ params.user_id }}'."
+        )
+    return user_id.strip()
+
+
+MAX_PROJECT_NAME = 255
+
+
+def validate_project_name(project_name: Any) -> str | None:
+    """An optional project name (at most 255 characters); an empty rendering means none."""
+    if project_name is None or (isinstance(project_name, str) and not project_name.strip()):
+        return None
+    if not isinstance(project_name, str):
+        raise SlipstreamValidationError(f"project_name must be a string, got {type(project_name).__name__}.")
+    if len(project_name) > MAX_PROJECT_NAME:
+        raise SlipstreamValidationError(
+            f"project_name is {len(project_name)} characters long; Slipstream accepts at most {MAX_PROJECT_NAME}. "
+            "Shorten it."
+        )
+    return project_name
 
 
 def validate_filename(name: Any) -> str:

@@ -34,16 +34,20 @@ def main() -> int:
         harness.migrate()
 
         print("\n== slipstream_audioverify: one run per sample clip ==", flush=True)
-        print(f"{'clip':30} {'branch taken':22} {'match':11} track")
+        print(f"{'clip':30} {'branch taken':22} {'match':11} track; license")
         for path in sample_videos().values():
             run = harness.dags_test("slipstream_audioverify", {"video_path": str(path)})
             states = harness.task_states(run)
             taken = [b for b in BRANCHES if states.get((b, -1)) == "success"]
             result = harness.xcom(run, "get_track")
-            ok = run.returncode == 0 and len(taken) == 1
-            failures += not ok
+            granted = harness.xcom(run, "license_track")
             match = result["match"] if result else "-"
-            print(f"{path.name:30} {','.join(taken) or 'NONE':22} {match:11} {_track(result)}", flush=True)
+            # A license for the catalog clip only.
+            ok = run.returncode == 0 and len(taken) == 1 and bool(granted) == (match == "internal")
+            failures += not ok
+            license_url = granted["license_url"] if granted else "no license"
+            row = f"{path.name:30} {','.join(taken) or 'NONE':22} {match:11} {_track(result)}; {license_url}"
+            print(row, flush=True)
             if not ok:
                 print(run.output[-4000:], file=sys.stderr)
 

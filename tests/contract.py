@@ -40,3 +40,39 @@ EXPECTED_TRACKS: dict[str, dict[str, Any] | None] = {
 def expected_result(job_id: str, match: str) -> dict[str, Any]:
     """The XCom result dict of a completed job."""
     return {"job_id": job_id, "status": "completed", "match": match, "track": EXPECTED_TRACKS[match]}
+
+
+#: The catalog track of the internal sample clip's match.
+CATALOG_TRACK_ID = "11111111-1111-1111-1111-111111111111"
+
+
+def expected_catalog() -> dict[str, Any]:
+    """The ``catalog`` entry an enriched internal match gains, from the simulator's catalog."""
+    from airflow_provider_slipstream.simulator.catalog import CATALOG
+
+    track = CATALOG[CATALOG_TRACK_ID]
+    return {
+        "id": CATALOG_TRACK_ID,
+        "name": "Golden Hour",
+        "artist": "The Coast",
+        "short_url": track["short_url"],
+        "library_name": "Slipstream Originals",
+        "isrc": None,  # the Tracks API documents none
+        "writers": [{**w, "share": float(w["share"])} for w in track["writers"]],
+        "publishers": [{**p, "share": float(p["share"])} for p in track["publishers"]],
+    }
+
+
+def expected_license(created: Any, user_id: str, *, daily_used: int, monthly_used: int) -> dict[str, Any]:
+    """The license dict of design.md for a license the simulator created (``created``: its record)."""
+    return {
+        "license_id": created.license_id,
+        "license_url": f"https://license.slipstreammusic.com/v/{created.license_id}",
+        "track_id": CATALOG_TRACK_ID,
+        "track_name": "Golden Hour",
+        "artist_name": "The Coast",
+        "user_id": user_id,
+        "created_at": created.body()["created_at"],
+        "expires_at": None,
+        "usage": {"daily_used": daily_used, "monthly_used": monthly_used, "daily_limit": 1000, "monthly_limit": 30000},
+    }

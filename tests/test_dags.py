@@ -18,7 +18,7 @@ from airflow_harness import DAGS_FOLDER, AirflowHarness, slipstream_conn
 from airflow_provider_slipstream.samples import sample_videos
 from airflow_provider_slipstream.simulator import SimulatorServer, SimulatorState
 from tests.conftest import FAST_RETRY_EXTRA
-from tests.contract import expected_result
+from tests.contract import expected_catalog, expected_result
 
 pytestmark = pytest.mark.dagrun
 
@@ -61,7 +61,9 @@ def test_example_dags_parse_without_import_errors(airflow):
     parsed = json.loads(proc.stdout.strip().splitlines()[-1])
     assert parsed["errors"] == {}
     assert parsed["dags"] == {
-        "slipstream_audioverify": sorted(["submit", "wait", "get_track", "branch_on_match", *BRANCH_FOR.values()]),
+        "slipstream_audioverify": sorted(
+            ["submit", "wait", "get_track", "branch_on_match", "license_track", *BRANCH_FOR.values()]
+        ),
         "slipstream_audioverify_batch": ["list_videos", "recognize", "summarize"],
         "slipstream_audioverify_catalog": ["make_clips", "recognize_shard", "report", "shard"],
     }
@@ -88,7 +90,16 @@ def test_audioverify_takes_exactly_the_branch_of_the_match(airflow, sim, match):
     job_id = airflow.xcom(run, "submit")
     assert airflow.xcom(run, "submit", key="job_id") == job_id
     assert airflow.xcom(run, "wait") == expected_result(job_id, match)
-    assert airflow.xcom(run, "get_track") == expected_result(job_id, match)
+    # The catalog's rights data for a catalog match only, and its license for the video's uploader.
+    catalog = {"catalog": expected_catalog()} if match == "internal" else {}
+    assert airflow.xcom(run, "get_track") == {**expected_result(job_id, match), **catalog}
+    assert states[("license_track", -1)] == ("success" if match == "internal" else "skipped")
+    granted = airflow.xcom(run, "license_track")
+    if match == "internal":
+        assert granted["user_id"] == "uploader-1"
+        assert granted["license_url"] in run.output
+    else:
+        assert granted is None
     assert sim.state.jobs_created == jobs_before + 1
 
     # The sensor gave its worker slot back between pokes: rescheduled, still on its first try.

@@ -216,3 +216,12 @@ def _form_type(types: list[str]) -> list[str]:
 
 def _form_value(number: float) -> Any:
     return number if DECLARATIVE_FORM else str(number)
+
+
+def test_providers_manager_registers_the_extra_links(providers_manager: Any) -> None:
+    from airflow_provider_slipstream.links.slipstream import SlipstreamLicenseLink, SlipstreamTrackLink
+
+    names = set(providers_manager.extra_links_class_names)
+    for link in (SlipstreamTrackLink, SlipstreamLicenseLink):
+        assert f"{link.__module__}.{link.__name__}" in names
+    assert {SlipstreamTrackLink().name, SlipstreamLicenseLink().name} == {"Slipstream track", "Slipstream license"}

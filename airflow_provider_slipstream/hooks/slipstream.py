@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,17 +19,30 @@ from airflow_provider_slipstream.exceptions import (
     SlipstreamError,
     SlipstreamJobTimeoutError,
     SlipstreamSubmitUncertainError,
+    SlipstreamTrackNotFoundError,
     SlipstreamTransientError,
 )
 from airflow_provider_slipstream.get_provider_info import connection_type_info
-from airflow_provider_slipstream.models import RecognitionJob, UploadTarget, check_response, error_message
+from airflow_provider_slipstream.models import (
+    CatalogTrack,
+    License,
+    MatchKind,
+    RecognitionJob,
+    UploadTarget,
+    check_response,
+    error_message,
+)
 from airflow_provider_slipstream.retry import NO_RETRY, SUBMIT_RETRYABLE_STATUS, RetryPolicy
 from airflow_provider_slipstream.uploads import StreamingBody, VideoFile, VideoPath, multipart_body, open_video
 from airflow_provider_slipstream.validation import (
     MAX_DIRECT_UPLOAD_BYTES,
     validate_filename,
     validate_job_id,
+    validate_language,
+    validate_project_name,
     validate_storage_key,
+    validate_track_id,
+    validate_user_id,
 )
 
 if TYPE_CHECKING:
@@ -39,6 +53,9 @@ if TYPE_CHECKING:
     from airflow_provider_slipstream._pace import Lane, Pace
 
 API_PREFIX = "/api/v4/video-recognition/"
+TRACK_PATH = "/api/v4/{language}/tracks/{track_id}/"
+#: Under /api/v1/, and without a trailing slash, as documented.
+LICENSE_PATH = "/api/v1/licenses/generate"
 #: Files up to this size go as one multipart POST with ``upload_method="auto"``; larger ones
 #: take the presigned route, whose bytes never pass through the API.
 DEFAULT_PRESIGNED_THRESHOLD_BYTES = 25 * 1024 * 1024
@@ -134,6 +151,16 @@ class _Attempts:
             delay = left
         self.log.warning("%s Retry %d of %d in %.1f s.", retry.error, self.number, self.policy.max_retries, delay)
         return delay
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What a request's answer is read against: the ids its 404 is about, a license's quota, its extra headers."""
+
+    job_id: str | None
+    track_id: str | None
+    license_request: bool
+    headers: dict[str, str]
 
 
 def _strip_authorization(request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -267,6 +294,71 @@ class SlipstreamHook(BaseHook):
             policy=None if retry else NO_RETRY,
         )
         return RecognitionJob.from_api(data)
+
+    def get_catalog_track(self, track_id: str, language: str = "en", *, deadline: float | None = None) -> CatalogTrack:
+        """A Slipstream catalog track with its rights metadata: where an internal match's ``track.id`` leads."""
+        track_id, language = validate_track_id(track_id), validate_language(language)
+        data = self._request(
+            "GET",
+            TRACK_PATH.format(language=language, track_id=track_id),
+            what=f"catalog track {track_id}",
+            track_id=track_id,
+            deadline=deadline,
+        )
+        return CatalogTrack.from_api(data)
+
+    def enrich(self, result: dict[str, Any], *, cache: dict[str, Any] | None = None) -> dict[str, Any]:
+        """
+        An internal match's result dict with ``catalog`` added (one catalog request); any other unchanged.
+
+        A track the catalog does not know (404) gives ``catalog: None`` and a warning: the match stands.
+        :param cache: catalog entries by track id, for a batch that meets the same track many times.
+        """
+        track_id = (result.get("track") or {}).get("id")
+        if result.get("match") != MatchKind.INTERNAL.value or not track_id:
+            return result
+        if cache is not None and track_id in cache:
+            return {**result, "catalog": cache[track_id]}
+        entry: dict[str, Any] | None
+        try:
+            entry = self.get_catalog_track(track_id).to_catalog()
+        except SlipstreamTrackNotFoundError as exc:
+            self.log.warning("%s Its result gets catalog None.", exc)
+            entry = None
+        if cache is not None:
+            cache[track_id] = entry
+        return {**result, "catalog": entry}
+
+    def generate_license(
+        self, track_id: str, user_id: str, project_name: str | None = None, *, deadline: float | None = None
+    ) -> License:
+        """
+        License a catalog track for one end user (``X-User-ID``); the answer is the only record of it.
+
+        Each call may spend quota and nothing can look a license up later, so the POST follows the submit
+        rule: re-sent only when it provably never reached Slipstream, or on 429/503. A quota refusal
+        raises :class:`SlipstreamLicenseQuotaError` at once.
+        """
+        track_id, user_id = validate_track_id(track_id), validate_user_id(user_id)
+        project_name = validate_project_name(project_name)
+        body: dict[str, str] = {"track_id": track_id}
+        if project_name is not None:
+            body["project_name"] = project_name
+        data = self._request(
+            "POST",
+            LICENSE_PATH,
+            what=f"a license of track {track_id} for user {user_id!r}",
+            json=body,
+            headers={"X-User-ID": user_id},
+            track_id=track_id,
+            submit=True,
+            license_request=True,
+            deadline=deadline,
+            until_deadline=deadline is not None,
+        )
+        granted = License.from_api(data)
+        self.log.info("Generated Slipstream license %s: %s", granted.license_id, granted.license_url)
+        return granted
 
     # The submit methods take a ``deadline`` (a ``time.monotonic()`` value, e.g. a task's bound): until
     # then, requests that provably created no job (refused connections, 429, 503; the upload steps'
@@ -440,7 +532,10 @@ class SlipstreamHook(BaseHook):
         what: str,
         json: Any = None,
         body: Callable[[], tuple[StreamingBody, dict[str, str]]] | None = None,
+        headers: dict[str, str] | None = None,
         job_id: str | None = None,
+        track_id: str | None = None,
+        license_request: bool = False,
         submit: bool = False,
         api: bool = True,
         deadline: float | None = None,
@@ -459,7 +554,17 @@ class SlipstreamHook(BaseHook):
         while True:
             with attempts.slot():
                 try:
-                    return self._send(method, path_or_url, config, what, json, body, job_id, submit, api)
+                    return self._send(
+                        method,
+                        path_or_url,
+                        config,
+                        what,
+                        json,
+                        body,
+                        _Answer(job_id, track_id, license_request, headers or {}),
+                        submit,
+                        api,
+                    )
                 except _Retry as failed:
                     retry = failed
                 # Outside the except block, so a final error is not chained to the internal _Retry.
@@ -479,11 +584,12 @@ class SlipstreamHook(BaseHook):
         what: str,
         json: Any,
         body: Callable[[], tuple[StreamingBody, dict[str, str]]] | None,
-        job_id: str | None,
+        answer: _Answer,
         submit: bool,
         api: bool,
     ) -> Any:
         data, headers = body() if body else (None, {})
+        headers = {**headers, **answer.headers}
         try:
             response = self.session.request(
                 method,
@@ -506,15 +612,26 @@ class SlipstreamHook(BaseHook):
             ) from None  # see _network_retry
         except requests.RequestException as exc:
             if submit and not _never_sent(exc):
-                raise _uncertain_submit(what, f"the connection failed after sending ({type(exc).__name__})") from None
+                raise _uncertain_submit(
+                    what, f"the connection failed after sending ({type(exc).__name__})", answer
+                ) from None
             raise _network_retry(what, exc) from None
         if not api:
             return _check_upload(response, what)
         try:
-            return check_response(response.status_code, response.content, what, job_id=job_id, scrub=config.scrub)
+            return check_response(
+                response.status_code,
+                response.content,
+                what,
+                job_id=answer.job_id,
+                track_id=answer.track_id,
+                license_request=answer.license_request,
+                retry_after=response.headers.get("Retry-After"),
+                scrub=config.scrub,
+            )
         except SlipstreamTransientError as exc:
             if submit and response.status_code not in SUBMIT_RETRYABLE_STATUS:
-                raise _uncertain_submit(what, str(exc)) from exc
+                raise _uncertain_submit(what, str(exc), answer) from exc
             raise _Retry(exc, response.headers.get("Retry-After")) from exc
 
     async def _asend(
@@ -593,7 +710,13 @@ def _check_upload(response: requests.Response, what: str) -> None:
 UNCERTAIN_SUBMIT_ADVICE = "Clear the task to submit again if no job appears for this video."
 
 
-def _uncertain_submit(what: str, detail: str) -> SlipstreamSubmitUncertainError:
+def _uncertain_submit(what: str, detail: str, answer: _Answer) -> SlipstreamSubmitUncertainError:
+    if answer.license_request:
+        return SlipstreamSubmitUncertainError(
+            f"Requesting {what} failed and may still have generated it (and spent quota): {detail}. It was not "
+            "re-sent, and Slipstream offers no way to look a license up. Compare the quota usage in Slipstream's "
+            "dashboard before clearing the task, which requests a new license."
+        )
     return SlipstreamSubmitUncertainError(
         f"Submitting {what} failed and may still have created a job: {detail}. It was not re-sent, because "
         f"Slipstream has no idempotency key and a second POST could create a duplicate job. {UNCERTAIN_SUBMIT_ADVICE}"

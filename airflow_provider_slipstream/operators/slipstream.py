@@ -1,20 +1,21 @@
-"""Operators: submit videos, read results, recognise in one task, and branch on the match."""
+"""Operators: submit videos, read results, recognise in one task, branch on the match, license it."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
-import itertools
+import json
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseBranchOperator, BaseOperator, conf
+from airflow.providers.common.compat.sdk import AirflowSkipException, BaseBranchOperator, BaseOperator, conf
 
 from airflow_provider_slipstream._pace import Pace
-from airflow_provider_slipstream._resumable import JobLedger, StoredJob
+from airflow_provider_slipstream._resumable import JobLedger, LicenseStore, StoredJob
 from airflow_provider_slipstream.batch import BatchRun, allowed_failures, iter_videos
 from airflow_provider_slipstream.exceptions import (
     SlipstreamBatchFailedError,
@@ -23,7 +24,8 @@ from airflow_provider_slipstream.exceptions import (
     SlipstreamValidationError,
 )
 from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook, UploadMethod
-from airflow_provider_slipstream.models import MatchKind, RecognitionJob
+from airflow_provider_slipstream.links.slipstream import SlipstreamLicenseLink, SlipstreamTrackLink
+from airflow_provider_slipstream.models import License, MatchKind, RecognitionJob
 from airflow_provider_slipstream.retry import RetryPolicy
 from airflow_provider_slipstream.triggers.slipstream import (
     DEFAULT_POLL_INTERVAL,
@@ -34,7 +36,12 @@ from airflow_provider_slipstream.triggers.slipstream import (
     result_from_event,
     resumed_by_an_earlier_try,
 )
-from airflow_provider_slipstream.validation import parse_labels
+from airflow_provider_slipstream.validation import (
+    parse_labels,
+    validate_project_name,
+    validate_track_id,
+    validate_user_id,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -180,23 +187,24 @@ class _SlipstreamSubmitBase(BaseOperator):
         try cannot report anything either, so waiting for it costs nothing. Past the deadline the try
         carries on: the job exists and this try may still finish it.
         """
-        for attempt in itertools.count(1):
-            try:
-                ledger.put(stored)
-                return
-            except Exception:
-                delay = _LEDGER_RETRY.delay(attempt)
-                if time.monotonic() + delay > deadline:
-                    self.log.warning(
-                        "Could not store Slipstream job %s for a later try; carrying on with it",
-                        stored.job_id,
-                        exc_info=True,
-                    )
-                    return
-                self.log.warning(
-                    "Could not store Slipstream job %s yet; trying again in %.1f s", stored.job_id, delay, exc_info=True
-                )
-            time.sleep(delay)
+        store_durably(lambda: ledger.put(stored), f"Slipstream job {stored.job_id}", deadline, self.log)
+
+
+def store_durably(put: Callable[[], None], what: str, deadline: float, log: Any) -> bool:
+    """Run ``put`` (a write to the API server) until it succeeds or ``deadline`` (monotonic) comes; True if stored."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            put()
+            return True
+        except Exception:
+            delay = _LEDGER_RETRY.delay(attempt)
+            if time.monotonic() + delay > deadline:
+                log.warning("Could not store %s for a later try; carrying on with it", what, exc_info=True)
+                return False
+            log.warning("Could not store %s yet; trying again in %.1f s", what, delay, exc_info=True)
+        time.sleep(delay)
 
 
 class SlipstreamSubmitVideoOperator(_SlipstreamSubmitBase):
@@ -243,11 +251,14 @@ class SlipstreamRecognizeVideoOperator(_SlipstreamSubmitBase):
     :param competitor_labels: Labels that count as competitor libraries (templated: a list, or a string
         rendered from one: comma-separated, or a JSON or Python list literal); defaults to the
         connection's ``competitor_labels`` extra, else the built-in list.
+    :param enrich_catalog: Add ``catalog`` (short URL, library, writers, publishers, ISRC) to an
+        internal match's result, with one catalog request, and the "Slipstream track" link.
     :param slipstream_conn_id: The ``slipstream`` connection (templated).
     :param durable: Resume the job of an earlier try (default); False submits on every try.
     """
 
     template_fields: Sequence[str] = (*_SlipstreamSubmitBase.template_fields, "competitor_labels")
+    operator_extra_links = (SlipstreamTrackLink(),)
 
     def __init__(
         self,
@@ -256,11 +267,13 @@ class SlipstreamRecognizeVideoOperator(_SlipstreamSubmitBase):
         timeout: float | timedelta | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         competitor_labels: list[str] | str | None = None,
+        enrich_catalog: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if poll_interval <= 0:
             raise ValueError(f"{self.task_id}: poll_interval must be positive, got {poll_interval!r}.")
+        self.enrich_catalog = enrich_catalog
         self.poll_interval = poll_interval
         self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
         if self.timeout is not None and self.timeout <= 0:
@@ -286,11 +299,14 @@ class SlipstreamRecognizeVideoOperator(_SlipstreamSubmitBase):
                     competitor_labels=labels,
                 )
             job = self.hook.wait_for_job(job.job_id, poll_interval=self.poll_interval, timeout=wait)
-        self.forget(context)
-        return job.to_result(self.hook.config.competitor_labels_for(labels))
+        return self._done(context, job.to_result(self.hook.config.competitor_labels_for(labels)))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        result = result_from_event(event)
+        return self._done(context, result_from_event(event))
+
+    def _done(self, context: Context, result: dict[str, Any]) -> dict[str, Any]:
+        # Enriched before the stored job is dropped: a failed catalog request leaves a retry the job to resume.
+        result = with_catalog(self.hook, context, result, enrich=self.enrich_catalog)
         self.forget(context)
         return result
 
@@ -351,6 +367,8 @@ class SlipstreamBatchRecognizeOperator(BaseOperator):
     :param jobs_per_trigger: Jobs per deferral (at most 5,000).
     :param upload_method: ``"auto"``, ``"direct"`` or ``"presigned"``.
     :param competitor_labels: As for :class:`SlipstreamRecognizeVideoOperator` (templated).
+    :param enrich_catalog: Add ``catalog`` to the lines of internal matches, as the recognize operator
+        does: one catalog request per distinct track, when the results file is written.
     :param slipstream_conn_id: The ``slipstream`` connection (templated).
     """
 
@@ -380,10 +398,12 @@ class SlipstreamBatchRecognizeOperator(BaseOperator):
         jobs_per_trigger: int = 1000,
         upload_method: UploadMethod = "auto",
         competitor_labels: list[str] | str | None = None,
+        enrich_catalog: bool = False,
         slipstream_conn_id: str = SlipstreamHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.enrich_catalog = enrich_catalog
         if sum(source is not None for source in (videos, videos_glob, manifest)) != 1:
             raise ValueError(f"{self.task_id}: pass exactly one of videos, videos_glob or manifest.")
         concurrency = {"max_concurrent_uploads": max_concurrent_uploads, "max_concurrent_polls": max_concurrent_polls}
@@ -489,7 +509,7 @@ class SlipstreamBatchRecognizeOperator(BaseOperator):
             defer_with_backstop(self, context, trigger, wait=left, poll_interval=self.poll_interval)
         if waiting:
             asyncio.run(batch.wait_all(self.poll_interval, self.max_concurrent_polls))
-        summary = batch.publish()
+        summary = batch.publish(enrich_catalog=self.enrich_catalog)
         batch.progress.maybe_log(force=True, note=f"; results in {summary['output_path']}")
         allowed = allowed_failures(self.max_failed, summary["videos"])
         if summary["failed"] > allowed:
@@ -521,10 +541,12 @@ class SlipstreamGetTrackOperator(BaseOperator):
     :param job_id: The job (templated), e.g. ``"{{ ti.xcom_pull('submit') }}"``.
     :param competitor_labels: Labels that count as competitor libraries (templated; a list, or a
         comma-separated string or list literal as a template renders it).
+    :param enrich_catalog: As for :class:`SlipstreamRecognizeVideoOperator`.
     :param slipstream_conn_id: The ``slipstream`` connection (templated).
     """
 
     template_fields: Sequence[str] = ("job_id", "slipstream_conn_id", "competitor_labels")
+    operator_extra_links = (SlipstreamTrackLink(),)
     ui_color = _UI_COLOR
 
     def __init__(
@@ -532,11 +554,13 @@ class SlipstreamGetTrackOperator(BaseOperator):
         *,
         job_id: str,
         competitor_labels: list[str] | str | None = None,
+        enrich_catalog: bool = False,
         slipstream_conn_id: str = SlipstreamHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.job_id = job_id
+        self.enrich_catalog = enrich_catalog
         self.competitor_labels = competitor_labels
         self.slipstream_conn_id = slipstream_conn_id
 
@@ -551,7 +575,147 @@ class SlipstreamGetTrackOperator(BaseOperator):
             )
         result = job.to_result(hook.config.competitor_labels_for(labels))
         self.log.info("Slipstream job %s: %s %s", job.job_id, result["match"], _describe(result))
+        return with_catalog(hook, context, result, enrich=self.enrich_catalog)
+
+
+def with_catalog(hook: SlipstreamHook, context: Context, result: dict[str, Any], *, enrich: bool) -> dict[str, Any]:
+    """With ``enrich``: the result with its ``catalog`` entry, and the track's page as the task's link."""
+    if not enrich:
         return result
+    result = hook.enrich(result)
+    SlipstreamTrackLink().persist(context, (result.get("catalog") or {}).get("short_url"))
+    return result
+
+
+class SlipstreamGenerateLicenseOperator(BaseOperator):
+    """
+    License a catalog track for the end user who uploaded a video; return the license dict.
+
+    The public ``license_url`` is what resolves a Content ID claim; it is also the task's
+    "Slipstream license" link. A license is generated once per (connection, track, user, project):
+    it is stored in an Airflow Variable (``slipstream_license__<hash>``) the moment it arrives, and a
+    retried or cleared task, or any later task asking for the same, reuses it while it has not
+    expired, without spending quota. Those Variables are the only record of the licenses (Slipstream
+    has no lookup): keep them.
+
+    Usage at or above 80 % of the daily or monthly cap is logged as a warning; a refusal because the
+    quota is used up fails the task at once, saying when the window resets if Slipstream says so.
+
+    The return value (XCom): ``{"license_id", "license_url", "track_id", "track_name", "artist_name",
+    "user_id", "created_at", "expires_at", "usage": {"daily_used", "monthly_used", "daily_limit",
+    "monthly_limit"}}``.
+
+    :param user_id: Your end user's id (templated), e.g. ``"{{ params.user_id }}"``; sent as ``X-User-ID``.
+    :param track_id: The catalog track (templated); or pass ``result``.
+    :param result: A result dict of an internal match, e.g. ``recognize.output`` (templated).
+    :param project_name: What the license is for, at most 255 characters (templated; optional).
+    :param skip_non_catalog: For a ``result`` that is not an internal match: skip the task (True) rather
+        than fail it (default False).
+    :param slipstream_conn_id: The ``slipstream`` connection (templated).
+    """
+
+    template_fields: Sequence[str] = ("user_id", "track_id", "result", "project_name", "slipstream_conn_id")
+    operator_extra_links = (SlipstreamLicenseLink(),)
+    ui_color = _UI_COLOR
+
+    def __init__(
+        self,
+        *,
+        user_id: str,
+        track_id: str | None = None,
+        result: Any = None,
+        project_name: str | None = None,
+        skip_non_catalog: bool = False,
+        slipstream_conn_id: str = SlipstreamHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if (track_id is None) == (result is None):
+            raise ValueError(f"{self.task_id}: pass exactly one of track_id or result (e.g. recognize.output).")
+        self.user_id, self.track_id, self.result = user_id, track_id, result
+        self.project_name, self.skip_non_catalog = project_name, skip_non_catalog
+        self.slipstream_conn_id = slipstream_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        track_id = validate_track_id(self.track_id if self.result is None else self._track_of_result())
+        user_id, project_name = validate_user_id(self.user_id), validate_project_name(self.project_name)
+        store = LicenseStore(self.slipstream_conn_id, track_id, user_id, project_name)
+        granted = _unexpired(store.get(), self.log)
+        if granted is None:
+            hook = SlipstreamHook(self.slipstream_conn_id)
+            left = execution_seconds_left(self, context)
+            bound = None if left is None else time.monotonic() + left
+            config = hook.config
+            reserve = config.connect_timeout + config.read_timeout + _STORE_SECONDS
+            granted = hook.generate_license(
+                track_id, user_id, project_name, deadline=None if bound is None else bound - reserve
+            )
+            # Before anything else: Slipstream has no lookup, a lost license is lost for good.
+            stored = store_durably(
+                lambda: store.put(granted), f"license {granted.license_id}", bound or time.monotonic() + 60, self.log
+            )
+            if not stored:
+                self.log.warning("License not stored; keep its record from here: %s", granted.to_dict())
+            near = granted.usage.near_caps()
+            if near:
+                self.log.warning(
+                    "Slipstream license usage is near its cap (%s); at the cap, licensing fails until the window "
+                    "resets.",
+                    ", ".join(near),
+                )
+        else:
+            self.log.info(
+                "Reusing Slipstream license %s, generated earlier for track %s, user %r%s: no quota spent",
+                granted.license_id,
+                track_id,
+                user_id,
+                f", project {project_name!r}" if project_name else "",
+            )
+        SlipstreamLicenseLink().persist(context, granted.license_url)
+        self.log.info("License for %r by %r: %s", granted.track_name, granted.artist_name, granted.license_url)
+        return granted.to_dict()
+
+    def _track_of_result(self) -> Any:
+        result = _as_mapping(self.result)
+        if result is None or "match" not in result:
+            raise SlipstreamValidationError(
+                f"{self.task_id}: result must be a Slipstream result dict (e.g. recognize.output), got {self.result!r}."
+            )
+        if result["match"] != MatchKind.INTERNAL.value:
+            message = (
+                f"{self.task_id}: the match is {result['match']!r}, not a Slipstream catalog track: there is "
+                "nothing to license. Branch on the match first (SlipstreamMatchBranchOperator), or pass "
+                "skip_non_catalog=True to skip."
+            )
+            if self.skip_non_catalog:
+                raise AirflowSkipException(message)
+            raise SlipstreamValidationError(message)
+        return (result.get("track") or {}).get("id")
+
+
+def _as_mapping(value: Any) -> Mapping[str, Any] | None:
+    """A result dict, also as a template renders it (its JSON, or its Python repr)."""
+    if isinstance(value, str):
+        for parse in (json.loads, ast.literal_eval):
+            try:
+                value = parse(value)
+                break
+            except (ValueError, SyntaxError):
+                continue
+    return value if isinstance(value, Mapping) else None
+
+
+def _unexpired(granted: License | None, log: Any) -> License | None:
+    if granted is None or granted.expires_at is None:
+        return granted
+    try:
+        expires = datetime.fromisoformat(granted.expires_at.replace("Z", "+00:00"))
+    except ValueError:
+        return granted  # unreadable: keep it rather than spend quota on a guess
+    if expires.tzinfo is not None and expires <= datetime.now(timezone.utc):
+        log.info("Stored license %s expired at %s; generating a new one", granted.license_id, granted.expires_at)
+        return None
+    return granted
 
 
 class SlipstreamMatchBranchOperator(BaseBranchOperator):

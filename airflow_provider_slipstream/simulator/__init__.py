@@ -1,10 +1,11 @@
-"""A faithful local Slipstream AudioVerify API, for demos, tests and your own CI.
+"""A faithful local Slipstream API (AudioVerify, tracks, licenses), for demos, tests and your own CI.
 
 It is a real HTTP server on 127.0.0.1 that implements the documented API: bearer auth,
 ``POST /api/v4/video-recognition/`` (multipart ``file`` or JSON ``storage_key``),
 ``POST /api/v4/video-recognition/upload-url/`` and ``GET /api/v4/video-recognition/{job_id}/``,
-with the documented error bodies. Presigned upload URLs point to a second socket that
-plays S3, so the upload host differs from the API host as in production.
+with the documented error bodies; and beyond AudioVerify ``GET /api/v4/{language}/tracks/{id}/``
+(the catalog) and ``POST /api/v1/licenses/generate`` (no trailing slash). Presigned upload URLs
+point to a second socket that plays S3, so the upload host differs from the API host as in production.
 
 Running it
 ----------
@@ -39,6 +40,22 @@ Configuration (``SimulatorState`` attributes; change with ``state.configure(...)
 - ``job_ttl_seconds`` (86400): after completion + TTL the job answers 404.
 - ``upload_url_expires_in`` (600): lifetime of presigned URLs; 0 issues expired URLs.
 - ``max_file_bytes`` (100 MiB): size limit of a direct upload.
+- ``license_daily_limit`` (1000) and ``license_monthly_limit`` (30000): the partner's license
+  caps; ``license_daily_used`` / ``license_monthly_used`` set the counters (start near a cap).
+
+Tracks and licenses
+-------------------
+``CATALOG`` (``simulator.catalog``) maps track id -> the full body of
+``GET /api/v4/en/tracks/{id}/``: "Golden Hour" by The Coast (``11111111-1111-1111-1111-111111111111``,
+the ``internal`` scenario's match) and "Tonight We Dance" (``e9463c97-8ca9-4eae-8b7f-e92e8d4ee08b``).
+Another language, an unknown or non-UUID id -> 404 ``{"detail": "Not found."}``.
+
+``POST /api/v1/licenses/generate`` (bearer key, then ``X-User-ID`` -> 400 if missing; JSON
+``track_id`` UUID, optional ``project_name`` up to 255 characters; unknown track -> 404) answers
+200 with the documented body. Undocumented, chosen here: every call is a new license and spends
+one of the partner's daily and monthly quota (UTC day and month); at a cap -> 429 with
+``Retry-After`` (seconds to the reset) and ``{"success": false, "error": {"code":
+"quota_exceeded", "message", "resets_at"}, "usage": {...}}``, spending nothing.
 
 Scenarios (deterministic by the video)
 --------------------------------------
@@ -85,31 +102,38 @@ fnmatch glob if it contains ``*?[`` (e.g. ``/api/v4/video-recognition/*/``). Kin
 - ``malformed``: 200 ``application/json`` whose body is not JSON.
 - ``html``: an HTML error page with ``status`` (default 502), as a proxy would send.
 
+On the license path a ``drop`` never reaches the handler (no license, no quota spent); a
+``hold`` creates the license first, so a client timing out meanwhile has lost a license that
+exists ("reached the server, answer lost").
+
 Faulted requests are logged with their fault kind. ``state.clear_faults()`` removes all.
 
 Observing and controlling
 -------------------------
-Python (thread-safe): ``state.jobs_created``, ``state.requests`` (records with ``server``,
-``method``, ``path``, ``headers`` with lower-case names, ``status``, ``fault``),
+Python (thread-safe): ``state.jobs_created``, ``state.licenses`` (``license_id``,
+``track_id``, ``user_id``, ``project_name``, ...), ``state.license_usage()``,
+``state.requests`` (records with ``server``, ``method``, ``path``, ``headers`` with
+lower-case names, ``status``, ``fault``),
 ``state.count(method=None, path_glob=None)``, ``state.uploads``, ``state.jobs``,
 ``state.expire_job(job_id)``, ``state.set_api_key(key)``, ``state.configure(...)``,
-``state.reset()`` (jobs, uploads, log, faults, counters; not the configuration).
+``state.reset()`` (jobs, uploads, licenses, log, faults, counters; not the configuration).
 An ``Authorization`` header is logged as its scheme plus ``[redacted]``: the log shows that
 it was sent, never the key. The simulator never logs or prints the API key.
 
 HTTP, on the API port, for scripts and other processes (no auth; not logged, not counted,
 never faulted):
 
-- ``GET /_sim/stats`` -> ``{"jobs_created": n, "requests": n, "by_route": {"GET
-  /api/v4/video-recognition/{job_id}/": n, ...}}``
+- ``GET /_sim/stats`` -> ``{"jobs_created": n, "licenses": n, "requests": n, "by_route": {"GET
+  /api/v4/video-recognition/{job_id}/": n, "GET /api/v4/{language}/tracks/{track_id}/": n, ...}}``
 - ``POST /_sim/reset``
 - ``GET /_sim/faults``, ``POST /_sim/faults`` (JSON with ``Fault`` fields), ``DELETE /_sim/faults``
 - ``PUT /_sim/config`` (JSON subset of the configuration, ``api_key`` included)
 - ``POST /_sim/jobs/{job_id}/expire``
 """
 
+from airflow_provider_slipstream.simulator.catalog import CATALOG
 from airflow_provider_slipstream.simulator.scenarios import SCENARIOS
 from airflow_provider_slipstream.simulator.server import SimulatorServer
 from airflow_provider_slipstream.simulator.state import Fault, SimulatorState
 
-__all__ = ["SCENARIOS", "Fault", "SimulatorServer", "SimulatorState"]
+__all__ = ["CATALOG", "SCENARIOS", "Fault", "SimulatorServer", "SimulatorState"]

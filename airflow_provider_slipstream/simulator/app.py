@@ -1,4 +1,6 @@
-"""The simulated Slipstream AudioVerify API (and the /_sim/ control endpoints) as FastAPI.
+"""The simulated Slipstream API (and the /_sim/ control endpoints) as FastAPI.
+
+AudioVerify (submit, upload URL, job), one catalog track and license generation.
 
 Response bodies copy the real service's Django REST framework conventions: `{"detail": ...}`
 or field-keyed lists, an HTML page for an unknown URL, no redirect for a missing slash.
@@ -20,13 +22,17 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
+from airflow_provider_slipstream.simulator.catalog import canonical_id, find_track
 from airflow_provider_slipstream.simulator.faults import CloseConnection, FaultMiddleware
+from airflow_provider_slipstream.simulator.licenses import QuotaExceeded
 from airflow_provider_slipstream.simulator.scenarios import choose_scenario
 from airflow_provider_slipstream.simulator.state import (
     JOB_ROUTE,
+    LICENSE_PATH,
     S3_PREFIX,
     STORAGE_KEY_PREFIX,
     SUBMIT_PATH,
+    TRACK_ROUTE,
     UPLOAD_URL_PATH,
     Fault,
     SimulatorState,
@@ -49,8 +55,22 @@ DJANGO_404 = (
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 CHUNK_BYTES = 1024 * 1024
 CONFIG_FIELDS = frozenset(
-    ("api_key", "queued_seconds", "processing_seconds", "job_ttl_seconds", "upload_url_expires_in", "max_file_bytes")
+    (
+        "api_key",
+        "queued_seconds",
+        "processing_seconds",
+        "job_ttl_seconds",
+        "upload_url_expires_in",
+        "max_file_bytes",
+        "license_daily_limit",
+        "license_monthly_limit",
+        "license_daily_used",
+        "license_monthly_used",
+    )
 )
+# Only `en` appears in the docs; other locales are treated as unknown.
+LANGUAGES = frozenset(("en",))
+PROJECT_NAME_MAX = 255
 
 
 class ApiError(Exception):
@@ -84,6 +104,27 @@ def _string_field(data: Mapping[str, Any], name: str) -> str:
     if not value:
         raise ApiError(400, {name: ["This field may not be blank."]})
     return value
+
+
+def _license_fields(data: Mapping[str, Any]) -> tuple[str, str | None]:
+    """The canonical `track_id` and the `project_name` of a license request, as DRF validates them."""
+    errors: dict[str, list[str]] = {}
+    raw = data.get("track_id")
+    track_id = canonical_id(raw) if isinstance(raw, str) else None
+    if "track_id" not in data:
+        errors["track_id"] = ["This field is required."]
+    elif raw is None:
+        errors["track_id"] = ["This field may not be null."]
+    elif track_id is None:
+        errors["track_id"] = ["Must be a valid UUID."]
+    project_name = data.get("project_name")
+    if project_name is not None and not isinstance(project_name, str):
+        errors["project_name"] = ["Not a valid string."]
+    elif project_name is not None and len(project_name) > PROJECT_NAME_MAX:
+        errors["project_name"] = [f"Ensure this field has no more than {PROJECT_NAME_MAX} characters."]
+    if errors or track_id is None:
+        raise ApiError(400, errors)
+    return track_id, project_name
 
 
 async def _parse_body(request: Request) -> Mapping[str, Any]:
@@ -236,6 +277,34 @@ def create_app(state: SimulatorState, *, close_connection: CloseConnection | Non
         body = state.job_body(canonical)
         if body is None:
             raise ApiError(404, NOT_FOUND)
+        return JSONResponse(body)
+
+    @app.get(TRACK_ROUTE)
+    async def get_track(language: str, track_id: str, request: Request) -> Response:
+        authenticate(request)
+        track = find_track(track_id) if language in LANGUAGES else None
+        if track is None:
+            raise ApiError(404, NOT_FOUND)
+        return JSONResponse(track)
+
+    @app.post(LICENSE_PATH)
+    async def generate_license(request: Request) -> Response:
+        authenticate(request)
+        # HTTP strips a header value's surrounding whitespace, so blank arrives as empty.
+        user_id = request.headers.get("x-user-id", "")
+        if not user_id:
+            raise ApiError(400, {"detail": "X-User-ID header is required."})
+        try:
+            track_id, project_name = _license_fields(await _parse_body(request))
+        finally:
+            await request.close()
+        track = find_track(track_id)
+        if track is None:
+            raise ApiError(404, NOT_FOUND)
+        try:
+            body = state.generate_license(track, user_id, project_name)
+        except QuotaExceeded as exc:
+            raise ApiError(429, exc.body, {"Retry-After": str(exc.retry_after)}) from None
         return JSONResponse(body)
 
     # -- control endpoints: no auth, not logged, never faulted ---------------------------

@@ -1,4 +1,4 @@
-"""The simulator's state: configuration, jobs, uploads, request log and fault rules.
+"""The simulator's state: configuration, jobs, uploads, licenses, request log and fault rules.
 
 Plain Python, guarded by one lock, because the server's event loop thread and the test
 thread read and change it at the same time.
@@ -12,16 +12,18 @@ import datetime as dt
 import fnmatch
 import hashlib
 import hmac
+import re
 import secrets
 import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from airflow_provider_slipstream.simulator.licenses import License, Quota
 from airflow_provider_slipstream.simulator.scenarios import ODD_STATUS, STALL, track_for
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
 
 SUBMIT_PATH = "/api/v4/video-recognition/"
 UPLOAD_URL_PATH = "/api/v4/video-recognition/upload-url/"
@@ -29,6 +31,10 @@ JOB_ROUTE = "/api/v4/video-recognition/{job_id}/"
 S3_PREFIX = "/sim-bucket/temp/"
 S3_ROUTE = S3_PREFIX + "{storage_key}"
 STORAGE_KEY_PREFIX = "video-recognition/"
+TRACK_ROUTE = "/api/v4/{language}/tracks/{track_id}/"
+# Documented under /api/v1/ and without a trailing slash (unlike every other path).
+LICENSE_PATH = "/api/v1/licenses/generate"
+_TRACK_PATH = re.compile(r"/api/v4/[^/]+/tracks/[^/]+/")
 
 # The detailed log is bounded so a long-running simulator does not grow without limit;
 # the totals behind /_sim/stats are plain counters and stay exact.
@@ -157,6 +163,8 @@ def route_of(server: str, method: str, path: str) -> str:
     """`METHOD /route/template` so that per-job paths count as one route."""
     if server == "s3" and path.startswith(S3_PREFIX):
         return f"{method} {S3_ROUTE}"
+    if _TRACK_PATH.fullmatch(path):
+        return f"{method} {TRACK_ROUTE}"
     rest = path[len(SUBMIT_PATH) :]
     if path.startswith(SUBMIT_PATH) and path != UPLOAD_URL_PATH and rest.count("/") == 1 and rest.endswith("/"):
         return f"{method} {JOB_ROUTE}"
@@ -175,8 +183,11 @@ class SimulatorState:
         job_ttl_seconds: float = 86400.0,
         upload_url_expires_in: int = 600,
         max_file_bytes: int = 100 * 1024 * 1024,
+        license_daily_limit: int = 1000,
+        license_monthly_limit: int = 30000,
     ) -> None:
         self._lock = threading.Lock()
+        self._quota = Quota()
         # Signs presigned URLs; per state, so URLs of one simulator never verify on another.
         self._signing_secret = secrets.token_bytes(32)
         self.api_key = ""
@@ -189,6 +200,8 @@ class SimulatorState:
             job_ttl_seconds=job_ttl_seconds,
             upload_url_expires_in=upload_url_expires_in,
             max_file_bytes=max_file_bytes,
+            license_daily_limit=license_daily_limit,
+            license_monthly_limit=license_monthly_limit,
         )
         # Set by SimulatorServer once the S3 socket is bound.
         self.s3_base_url = "http://127.0.0.1:0"
@@ -201,6 +214,8 @@ class SimulatorState:
         self._faults: list[Fault] = []
         self._jobs_created = 0
         self._by_route: collections.Counter[str] = collections.Counter()
+        self._licenses: list[License] = []
+        self._quota.clear(dt.datetime.now(dt.timezone.utc))
 
     # -- configuration -------------------------------------------------------------------
 
@@ -213,8 +228,15 @@ class SimulatorState:
         job_ttl_seconds: float | None = None,
         upload_url_expires_in: int | None = None,
         max_file_bytes: int | None = None,
+        license_daily_limit: int | None = None,
+        license_monthly_limit: int | None = None,
+        license_daily_used: int | None = None,
+        license_monthly_used: int | None = None,
     ) -> None:
-        """Change any subset of the configuration; validates everything before applying."""
+        """Change any subset of the configuration; validates everything before applying.
+
+        `license_daily_used`/`license_monthly_used` set the quota counters (start near a cap).
+        """
         seconds = {
             "queued_seconds": queued_seconds,
             "processing_seconds": processing_seconds,
@@ -234,7 +256,22 @@ class SimulatorState:
             isinstance(max_file_bytes, bool) or not isinstance(max_file_bytes, int) or max_file_bytes < 1
         ):
             raise ValueError("max_file_bytes must be a positive integer")
+        quota = {
+            "daily_limit": license_daily_limit,
+            "monthly_limit": license_monthly_limit,
+            "daily_used": license_daily_used,
+            "monthly_used": license_monthly_used,
+        }
+        for name, value in quota.items():
+            # A zero cap is allowed: it refuses every license.
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ValueError(f"license_{name} must be an integer >= 0")
         with self._lock:
+            # Set counters belong to today's windows, not to ones that have ended since.
+            self._quota.roll(dt.datetime.now(dt.timezone.utc))
+            for name, value in quota.items():
+                if value is not None:
+                    setattr(self._quota, name, value)
             for name, value in seconds.items():
                 if value is not None:
                     setattr(self, name, float(value))
@@ -257,13 +294,15 @@ class SimulatorState:
                 "job_ttl_seconds": self.job_ttl_seconds,
                 "upload_url_expires_in": self.upload_url_expires_in,
                 "max_file_bytes": self.max_file_bytes,
+                "license_daily_limit": self._quota.daily_limit,
+                "license_monthly_limit": self._quota.monthly_limit,
             }
 
     def key_matches(self, candidate: str) -> bool:
         return hmac.compare_digest(candidate.encode(), self.api_key.encode())
 
     def reset(self) -> None:
-        """Forget jobs, uploads, the request log, fault rules and counters (not config)."""
+        """Forget jobs, uploads, licenses, the request log, fault rules and counters (not config)."""
         with self._lock:
             self._reset_locked()
 
@@ -330,6 +369,7 @@ class SimulatorState:
         with self._lock:
             return {
                 "jobs_created": self._jobs_created,
+                "licenses": len(self._licenses),
                 "requests": sum(self._by_route.values()),
                 "by_route": dict(self._by_route),
             }
@@ -412,3 +452,31 @@ class SimulatorState:
         with self._lock:
             upload = self._uploads.get(storage_key)
         return upload if upload is not None and upload.state == "uploaded" else None
+
+    # -- licenses ------------------------------------------------------------------------
+
+    def generate_license(
+        self, track: Mapping[str, Any], user_id: str, project_name: str | None, now: dt.datetime | None = None
+    ) -> dict[str, Any]:
+        """Spend quota and record a new license for a catalog track: the 200 body.
+
+        Raises QuotaExceeded, having spent nothing. Every call is a new license: the docs do not
+        say whether a repeat returns the earlier one, so the simulator takes the costly reading.
+        """
+        now = now or dt.datetime.now(dt.timezone.utc)
+        with self._lock:
+            usage = self._quota.spend(now)
+            record = License(
+                uuid.uuid4().hex, track["id"], track["name"], track["artist"]["name"], user_id, project_name, now
+            )
+            self._licenses.append(record)
+        return {"success": True, "license": record.body(), "usage": usage}
+
+    @property
+    def licenses(self) -> list[License]:
+        with self._lock:
+            return list(self._licenses)
+
+    def license_usage(self) -> dict[str, int]:
+        with self._lock:
+            return self._quota.usage()

@@ -512,6 +512,7 @@ def test_counters_and_stats_group_job_paths(slipstream_simulator: SimulatorServe
     stats = requests.get(sim.url + "/_sim/stats", timeout=10).json()
     assert stats == {
         "jobs_created": 1,
+        "licenses": 0,
         "requests": 5,
         "by_route": {
             "POST /api/v4/video-recognition/": 1,
@@ -560,7 +561,12 @@ def test_http_control_endpoints(slipstream_simulator: SimulatorServer) -> None:
     assert requests.post(f"{control}/jobs/{UNKNOWN_JOB}/expire", timeout=10).status_code == 404
 
     assert requests.post(control + "/reset", timeout=10).status_code == 204
-    assert requests.get(control + "/stats", timeout=10).json() == {"jobs_created": 0, "requests": 0, "by_route": {}}
+    assert requests.get(control + "/stats", timeout=10).json() == {
+        "jobs_created": 0,
+        "licenses": 0,
+        "requests": 0,
+        "by_route": {},
+    }
 
 
 # -- the server itself -------------------------------------------------------------------
