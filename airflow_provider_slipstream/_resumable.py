@@ -16,6 +16,7 @@ submits again (a fresh recognition) and nothing is left behind.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -98,8 +99,10 @@ class LicenseStore:
     """
 
     def __init__(self, conn_id: str, track_id: str, user_id: str, project_name: str | None) -> None:
+        self.track_id, self.user_id, self.project_name = track_id, user_id, project_name
         self.identity = {"conn_id": conn_id, "track_id": track_id, "user_id": user_id, "project_name": project_name}
-        digest = hashlib.sha256("\x00".join(str(v) for v in self.identity.values()).encode()).hexdigest()
+        # JSON, so that no project (null) and a project named "None" are different licenses.
+        digest = hashlib.sha256(json.dumps(self.identity, sort_keys=True).encode()).hexdigest()
         self.variable_key = f"{LICENSE_KEY}__{digest}"
 
     def get(self) -> License | None:
@@ -110,7 +113,7 @@ class LicenseStore:
             return None  # absent, or written by another version: generate
         try:
             return License.from_dict(stored["license"])
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, ValueError):
             return None
 
     def put(self, granted: License) -> None:

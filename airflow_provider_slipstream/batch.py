@@ -423,14 +423,16 @@ class BatchRun:
         self.ledger.flush()
         current = dict(self._listed_entries())
         catalog: dict[str, Any] = {}
+        if enrich_catalog:
+            # Fetched before the file is opened: a failed catalog request must not leave it half-written.
+            for line in self._latest_lines(current):
+                self.hook.enrich(line, cache=catalog)
         written: set[str] = set()
         with storage_path(self.output_path).open("w") as out:
-            for ordinal, record in enumerate(self.ledger.records()):
-                entry = current.get(record["video"])
-                if entry is not None and entry.done_at == ordinal and entry.complete(self.run):
-                    written.add(record["video"])
-                    line = self.hook.enrich(record["line"], cache=catalog) if enrich_catalog else record["line"]
-                    out.write(json.dumps(line, separators=(",", ":")) + "\n")
+            for line in self._latest_lines(current):
+                written.add(line["video"])
+                line = self.hook.enrich(line, cache=catalog) if enrich_catalog else line
+                out.write(json.dumps(line, separators=(",", ":")) + "\n")
             missing = [video for video in self.listed if video not in written]
             for video in missing:  # a bug if ever: still one line per video, and a failure
                 exc = SlipstreamError("No outcome was recorded for this video; retry the task.")
@@ -443,6 +445,13 @@ class BatchRun:
             "competitor_hits": counts.get(MatchKind.COMPETITOR.value, 0),
             "output_path": self.output_path,
         }
+
+    def _latest_lines(self, current: Mapping[str, Entry]) -> Iterator[dict[str, Any]]:
+        """The results line of each listed video's latest outcome, in ledger order."""
+        for ordinal, record in enumerate(self.ledger.records()):
+            entry = current.get(record["video"])
+            if entry is not None and entry.done_at == ordinal and entry.complete(self.run):
+                yield record["line"]
 
 
 def allowed_failures(max_failed: int | float, videos: int) -> int:

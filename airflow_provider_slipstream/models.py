@@ -271,8 +271,9 @@ class LicenseUsage:
 
     @classmethod
     def from_api(cls, data: Any) -> LicenseUsage:
+        """Lenient: counters only inform a warning, so an unreadable one is None, never an error."""
         data = data if isinstance(data, Mapping) else {}
-        return cls(**{name: _field(data, name, (int,), nullable=True) for name in _USAGE_FIELDS})
+        return cls(**{name: _count(data.get(name)) for name in _USAGE_FIELDS})
 
     def near_caps(self) -> list[str]:
         """The windows at or above :data:`QUOTA_WARNING_SHARE` of their cap, in words."""
@@ -285,6 +286,19 @@ class LicenseUsage:
 
 
 _USAGE_FIELDS = ("daily_used", "monthly_used", "daily_limit", "monthly_limit")
+
+
+def _count(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else None
+
+
+def _text(data: Mapping[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    return value if isinstance(value, str) else None
 
 
 @dataclass(frozen=True)
@@ -303,17 +317,21 @@ class License:
 
     @classmethod
     def from_api(cls, data: Any) -> License:
+        """
+        Lenient beyond ``license_id``: the license exists (and quota is spent) once this answer came,
+        so an odd optional field must not lose it; it becomes None.
+        """
         data = _require_object(data, "a license answer")
         body = _require_object(data.get("license"), "a license")
         license_id = _field(body, "license_id", (str,), nullable=False)
         # `license_url` holds only the id today; it is promised to become the full URL.
-        url = _field(body, "license_url", (str,), nullable=True)
+        url = _text(body, "license_url")
         return cls(
             license_id=license_id,
             license_url=url
             if url and url.startswith(("https://", "http://"))
             else LICENSE_PAGE.format(license_id=license_id),
-            **{name: _field(body, name, (str,), nullable=True) for name in _LICENSE_FIELDS},
+            **{name: _text(body, name) for name in _LICENSE_FIELDS},
             usage=LicenseUsage.from_api(data.get("usage")),
         )
 
@@ -323,39 +341,61 @@ class License:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> License:
-        """Back from :meth:`to_dict` (a stored license)."""
-        return cls(**{**data, "usage": LicenseUsage(**data["usage"])})
+        """Back from :meth:`to_dict` (a stored license); keys another version added are ignored."""
+        license_id, url = _text(data, "license_id"), _text(data, "license_url")
+        if license_id is None or url is None:
+            raise ValueError("not a stored license")
+        return cls(
+            license_id=license_id,
+            license_url=url,
+            **{name: _text(data, name) for name in _LICENSE_FIELDS},
+            usage=LicenseUsage.from_api(data.get("usage")),
+        )
 
 
 _LICENSE_FIELDS = ("track_id", "track_name", "artist_name", "user_id", "created_at", "expires_at")
+
+
+#: Words of a refusal that is about the license quota, not about the request rate.
+_QUOTA_WORDS = re.compile(r"\bquota|\blicen[cs]e limit|\blimit of \d+ licen[cs]es", re.IGNORECASE)
 
 
 def quota_refusal(status: int, body: bytes, retry_after: str | None) -> str | None:
     """
     If an error answer is a license quota refusal, when the window resets (in words); else None.
 
-    Undocumented: taken to be a 429 (or 403) whose error names a quota or a limit. A plain 429 (rate
-    limiting) is not one: it is retried as usual.
+    Undocumented: taken to be a 429 or 403 whose message, in any of the error shapes, speaks of the
+    quota or the license limit. A plain 429 (rate limiting) is not one: it is retried as usual.
     """
-    if status not in (403, 429):
+    if status not in (403, 429) or not _QUOTA_WORDS.search(error_message(body)):
         return None
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
-        return None
+        data = None
     error = data.get("error") if isinstance(data, Mapping) else None
-    if not isinstance(error, Mapping):
-        return None
-    words = f"{error.get('code', '')} {error.get('message', '')}".lower()
-    if "quota" not in words and "limit" not in words:
-        return None
-    resets = error.get("resets_at") or error.get("reset_at")
-    if isinstance(resets, str) and resets:
+    resets = next(
+        (
+            value
+            for holder in (error, data)
+            if isinstance(holder, Mapping)
+            for value in (holder.get("resets_at"), holder.get("reset_at"))
+            if isinstance(value, str) and value
+        ),
+        None,
+    )
+    if resets:
         return f"The window resets at {resets}."
     seconds = parse_retry_after(retry_after)
     if seconds is not None:
-        return f"The window resets in about {seconds / 3600:.1f} h."
-    return "Slipstream did not say when the window resets (daily windows reset daily, monthly ones monthly)."
+        return f"The window resets in about {_duration(seconds)}."
+    return "Slipstream did not say when the window resets (a daily cap resets daily, a monthly one monthly)."
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def normalize_label(label: str) -> str:

@@ -29,7 +29,7 @@ from airflow_provider_slipstream.operators.slipstream import SlipstreamBatchReco
 from airflow_provider_slipstream.samples import sample_videos
 from airflow_provider_slipstream.simulator import Fault, SimulatorServer
 from airflow_provider_slipstream.triggers.slipstream import SlipstreamJobsTrigger
-from tests.contract import EXPECTED_TRACKS, expected_result
+from tests.contract import EXPECTED_TRACKS, expected_catalog, expected_result
 from tests.fakes import LogRecorder
 
 SUBMIT = "/api/v4/video-recognition/"
@@ -136,6 +136,25 @@ def test_results_file_is_the_contract_for_every_video(
         "output_path": str(out),
     }
     assert sim_conn.state.jobs_created == len(listed)
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["worker", "deferred"])
+def test_enriched_lines_carry_the_catalog_for_internal_matches_only(
+    sim_conn: SimulatorServer, tmp_path: Path, deferrable: bool
+) -> None:
+    clips(tmp_path / "inbox", per_kind=3)
+    out = tmp_path / "results.jsonl"
+    op = operator(videos_glob=f"{tmp_path}/inbox/*", output_path=str(out), deferrable=deferrable, enrich_catalog=True)
+    summary = run_deferred(op, {"ti": FakeTI()})[0] if deferrable else op.execute({"ti": FakeTI()})
+
+    assert summary["counts"]["internal"] == 3
+    for line in lines(out):
+        expected = {"video": line["video"], **expected_result(line["job_id"], kind_of(line["video"]))}
+        if line["match"] == "internal":
+            expected["catalog"] = expected_catalog()
+        assert line == expected
+    # One catalog request for the three internal matches of the same track; none for the others.
+    assert sim_conn.state.count(path_glob="/api/v4/en/tracks/*") == 1
 
 
 def test_an_expired_job_and_a_refused_upload_are_error_lines(sim_conn: SimulatorServer, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from airflow_harness import AirflowHarness, slipstream_conn
+from airflow_harness import AirflowHarness, DagRun, slipstream_conn
 
 from airflow_provider_slipstream.models import LICENSE_PAGE
 from airflow_provider_slipstream.samples import sample_videos
@@ -52,27 +52,28 @@ def _said(run, text: str) -> bool:
     return " ".join(text.split()) in re.sub(r"[\s│]+", " ", run.output)
 
 
-def _links(airflow: AirflowHarness, run, task_id: str) -> dict[str, str | None]:
-    """The task's extra links as Airflow's REST API (the UI's source) answers them."""
+def _links(airflow: AirflowHarness, *wanted: tuple[DagRun, str]) -> list[dict[str, str | None]]:
+    """Each (run, task)'s extra links as Airflow's REST API (the UI's source) answers them."""
     # Airflow 3.0's `dags test` leaves the DAG unserialized, and the API server reads serialized DAGs.
     airflow.run_cli("dags", "reserialize")
+    paths = [f"/api/v2/dags/{run.dag_id}/dagRuns/{run.run_id}/taskInstances/{task}/links" for run, task in wanted]
     script = (
         "import json, sys\n"
         "from fastapi.testclient import TestClient\n"
         "from airflow.api_fastapi.app import create_app\n"
         "client = TestClient(create_app())\n"
         "token = client.get('/auth/token').json()['access_token']\n"
-        f"path = '/api/v2/dags/{run.dag_id}/dagRuns/{run.run_id}/taskInstances/{task_id}/links'\n"
-        "answer = client.get(path, headers={'Authorization': 'Bearer ' + token})\n"
-        "print(json.dumps([answer.status_code, answer.json()]))\n"
+        "headers = {'Authorization': 'Bearer ' + token}\n"
+        f"answers = [client.get(path, headers=headers) for path in {paths!r}]\n"
+        "print(json.dumps([[a.status_code, a.json()] for a in answers]))\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", script], env=airflow.env, capture_output=True, text=True, timeout=300, check=False
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    status, body = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert status == 200, body
-    return body["extra_links"]
+    answers = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [status for status, _ in answers] == [200] * len(wanted), answers
+    return [body["extra_links"] for _, body in answers]
 
 
 def test_a_catalog_match_is_enriched_and_licensed_once_across_a_failed_try_and_a_later_run(airflow, sim):
@@ -82,8 +83,9 @@ def test_a_catalog_match_is_enriched_and_licensed_once_across_a_failed_try_and_a
     assert run.returncode == 0, run.output[-3000:]
     tries = dict(airflow.query("SELECT task_id, try_number FROM task_instance WHERE run_id = ?", run.run_id))
     assert tries["license"] == 2  # the first try failed after the license arrived
-    result = airflow.xcom(run, "recognize")
-    assert result == {**expected_result(result["job_id"], "internal"), "catalog": expected_catalog()}
+    for task in ("recognize", "recognize_deferred"):
+        result = airflow.xcom(run, task)
+        assert result == {**expected_result(result["job_id"], "internal"), "catalog": expected_catalog()}
 
     # One license for (track, user, project), spent once; both tasks' dicts are it.
     created = {lic.project_name: lic for lic in sim.state.licenses}
@@ -102,11 +104,10 @@ def test_a_catalog_match_is_enriched_and_licensed_once_across_a_failed_try_and_a
     assert airflow.xcom(again, "license")["license_id"] == licensed.license_id
 
     # The extra links of both runs, as the UI shows them.
-    for each in (run, again):
-        assert _links(airflow, each, "recognize") == {"Slipstream track": expected_catalog()["short_url"]}
-        assert _links(airflow, each, "license") == {
-            "Slipstream license": LICENSE_PAGE.format(license_id=licensed.license_id)
-        }
+    track = {"Slipstream track": expected_catalog()["short_url"]}
+    granted = {"Slipstream license": LICENSE_PAGE.format(license_id=licensed.license_id)}
+    tasks = ("recognize", "recognize_deferred", "license")
+    assert _links(airflow, *((each, task) for each in (run, again) for task in tasks)) == [track, track, granted] * 2
 
 
 @pytest.mark.parametrize("match", ["competitor", "external", "no_match"])
@@ -115,14 +116,20 @@ def test_other_matches_get_no_catalog_and_no_license(airflow, sim, match):
     run = airflow.dags_test(DAG_ID, {"video_path": str(SAMPLES[match]), "crash_first_try": False})
 
     states = {task: state for (task, _), state in airflow.task_states(run).items()}
-    assert states == {"recognize": "success", "license": "failed", "license_or_skip": "skipped"}
+    assert states == {
+        "recognize": "success",
+        "recognize_deferred": "success",
+        "license": "failed",
+        "license_or_skip": "skipped",
+    }
     assert _said(run, f"the match is {match!r}, not a Slipstream catalog track")
     assert _said(run, "skip_non_catalog=True")
-    result = airflow.xcom(run, "recognize")
-    assert result == expected_result(result["job_id"], match)  # no catalog key
+    for task in ("recognize", "recognize_deferred"):
+        result = airflow.xcom(run, task)
+        assert result == expected_result(result["job_id"], match)  # no catalog key
     assert sim.state.count(path_glob="/api/v4/en/tracks/*") == 0
     assert sim.state.licenses == []
-    assert _links(airflow, run, "recognize") == {"Slipstream track": None}
+    assert _links(airflow, (run, "recognize"), (run, "recognize_deferred")) == [{"Slipstream track": None}] * 2
 
 
 def test_usage_near_its_cap_warns_and_a_used_up_quota_fails_without_retrying(airflow, sim):

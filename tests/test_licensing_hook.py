@@ -5,8 +5,12 @@ models, validation before any request, the submit rule for license POSTs, quota 
 
 from __future__ import annotations
 
-import pytest
+import json
 
+import pytest
+from airflow.providers.common.compat.sdk import AirflowFailException
+
+from airflow_provider_slipstream._resumable import LicenseStore
 from airflow_provider_slipstream.exceptions import (
     SlipstreamLicenseQuotaError,
     SlipstreamSubmitUncertainError,
@@ -14,7 +18,14 @@ from airflow_provider_slipstream.exceptions import (
     SlipstreamValidationError,
 )
 from airflow_provider_slipstream.hooks.slipstream import SlipstreamHook
-from airflow_provider_slipstream.models import LICENSE_PAGE, CatalogTrack, License, RightsHolder
+from airflow_provider_slipstream.models import (
+    LICENSE_PAGE,
+    CatalogTrack,
+    License,
+    LicenseUsage,
+    RightsHolder,
+    quota_refusal,
+)
 from airflow_provider_slipstream.simulator import Fault
 from tests.contract import CATALOG_TRACK_ID, expected_catalog, expected_license
 from tests.fakes import LogRecorder
@@ -133,3 +144,78 @@ def test_enrichment_adds_the_catalog_to_internal_matches_only(hook, sim_conn, mo
     gone = hook.enrich({**internal, "track": {"id": UNKNOWN_TRACK}})
     assert gone["catalog"] is None
     assert [level for level, message in log.records if UNKNOWN_TRACK in message] == ["warning"]
+
+
+DOCUMENTED_ANSWER = {
+    "success": True,
+    "license": {
+        "license_id": "5f3e7d9c8b2a4f1e6d0c5b8a3e2f7d9c",
+        "license_url": "5f3e7d9c8b2a4f1e6d0c5b8a3e2f7d9c",
+        "track_id": CATALOG_TRACK_ID,
+        "track_name": "Golden Hour",
+        "artist_name": "The Coast",
+        "user_id": "user-1",
+        "created_at": "2026-04-30T18:42:11.508Z",
+        "expires_at": None,
+    },
+    "usage": {"daily_used": 13, "monthly_used": 306, "daily_limit": 1000, "monthly_limit": 30000},
+}
+
+
+def test_an_odd_optional_field_does_not_lose_a_license_that_was_generated(hook, sim_conn):
+    odd = {
+        **DOCUMENTED_ANSWER,
+        "license": {**DOCUMENTED_ANSWER["license"], "expires_at": 1767225600},
+        "usage": {**DOCUMENTED_ANSWER["usage"], "daily_limit": "1000", "monthly_limit": None},
+    }
+    sim_conn.state.add_fault(Fault("status", path=LICENSE, status=200, body=odd, remaining=1))
+    granted = hook.generate_license(CATALOG_TRACK_ID, "user-1")
+    assert (granted.license_id, granted.expires_at) == ("5f3e7d9c8b2a4f1e6d0c5b8a3e2f7d9c", None)
+    assert granted.usage == LicenseUsage(daily_used=13, monthly_used=306, daily_limit=1000, monthly_limit=None)
+
+
+def test_a_license_answer_without_an_id_fails_at_once_and_is_not_requested_again(hook, sim_conn):
+    body = {**DOCUMENTED_ANSWER, "license": {"license_url": "x"}}
+    sim_conn.state.add_fault(Fault("status", path=LICENSE, status=200, body=body, remaining=1))
+    with pytest.raises(SlipstreamSubmitUncertainError, match="cannot read") as raised:
+        hook.generate_license(CATALOG_TRACK_ID, "user-1")
+    assert isinstance(raised.value, AirflowFailException)  # no task retry spends quota again
+    assert '"license_url": "x"' in str(raised.value)  # the answer is kept in the error
+    assert sim_conn.state.count(method="POST", path_glob=LICENSE) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "retry_after", "expected"),
+    [
+        (429, {"detail": "Daily license quota exceeded."}, None, "did not say when"),
+        (
+            429,
+            {"error": {"code": "quota_exceeded", "message": "x", "resets_at": "2026-12-07T00:00:00Z"}},
+            None,
+            "at 2026-12-07",
+        ),
+        (403, {"detail": "Monthly license limit reached."}, "7200", "in about 2.0 h"),
+        (429, {"detail": "License quota used up."}, "90", "in about 2 min"),
+        (429, {"success": False, "error": {"code": "rate_limited", "message": "Rate limit exceeded: 10/s"}}, "1", None),
+        (429, {"detail": "Request was throttled."}, "1", None),
+        (403, {"detail": "Your plan is limited to read-only access."}, None, None),
+        (503, {"detail": "License quota exceeded."}, None, None),
+    ],
+)
+def test_a_quota_refusal_is_told_from_rate_limiting_in_every_error_shape(status, body, retry_after, expected):
+    said = quota_refusal(status, json.dumps(body).encode(), retry_after)
+    assert said is None if expected is None else expected in said
+
+
+def test_a_quota_refusal_in_the_drf_shape_fails_at_once(hook, sim_conn):
+    sim_conn.state.add_fault(
+        Fault("status", path=LICENSE, status=429, body={"detail": "Daily license quota exceeded."}, remaining=5)
+    )
+    with pytest.raises(SlipstreamLicenseQuotaError):
+        hook.generate_license(CATALOG_TRACK_ID, "user-1")
+    assert sim_conn.state.count(method="POST", path_glob=LICENSE) == 1
+
+
+def test_no_project_and_a_project_named_none_are_different_licenses():
+    keys = {LicenseStore("slipstream_default", CATALOG_TRACK_ID, "u", p).variable_key for p in (None, "None", "")}
+    assert len(keys) == 3

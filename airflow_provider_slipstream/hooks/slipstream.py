@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -344,10 +345,11 @@ class SlipstreamHook(BaseHook):
         body: dict[str, str] = {"track_id": track_id}
         if project_name is not None:
             body["project_name"] = project_name
+        what = f"a license of track {track_id} for user {user_id!r}"
         data = self._request(
             "POST",
             LICENSE_PATH,
-            what=f"a license of track {track_id} for user {user_id!r}",
+            what=what,
             json=body,
             headers={"X-User-ID": user_id},
             track_id=track_id,
@@ -356,7 +358,14 @@ class SlipstreamHook(BaseHook):
             deadline=deadline,
             until_deadline=deadline is not None,
         )
-        granted = License.from_api(data)
+        try:
+            granted = License.from_api(data)
+        except SlipstreamApiError as exc:
+            # Generated (and spent) without a usable id: a retry would spend quota again.
+            raise SlipstreamSubmitUncertainError(
+                f"Slipstream answered the request for {what} with a license this provider cannot read ({exc}). "
+                f"It is not requested again. The answer: {json.dumps(data)[:2000]}"
+            ) from None
         self.log.info("Generated Slipstream license %s: %s", granted.license_id, granted.license_url)
         return granted
 
@@ -397,7 +406,7 @@ class SlipstreamHook(BaseHook):
             deadline=deadline,
             until_deadline=True,
         )
-        return self._submitted(data)
+        return self._submitted(data, storage_key)
 
     def submit_video(
         self, path: VideoPath, *, method: UploadMethod = "auto", deadline: float | None = None
@@ -503,7 +512,7 @@ class SlipstreamHook(BaseHook):
             deadline=deadline,
             until_deadline=True,
         )
-        return self._submitted(data)
+        return self._submitted(data, video.name)
 
     def _put_file(self, target: UploadTarget, video: VideoFile, deadline: float | None) -> None:
         def body() -> tuple[StreamingBody, dict[str, str]]:
@@ -519,9 +528,10 @@ class SlipstreamHook(BaseHook):
             until_deadline=True,
         )
 
-    def _submitted(self, data: Any) -> RecognitionJob:
+    def _submitted(self, data: Any, video: str) -> RecognitionJob:
         job = RecognitionJob.from_api(data)
-        self.log.info("Submitted video to Slipstream: job %s (%s)", job.job_id, job.status)
+        # Named, so that the log of one of many mapped instances says which clip it is.
+        self.log.info("Submitted %s to Slipstream: job %s (%s)", video, job.job_id, job.status)
         return job
 
     def _request(

@@ -642,27 +642,7 @@ class SlipstreamGenerateLicenseOperator(BaseOperator):
         store = LicenseStore(self.slipstream_conn_id, track_id, user_id, project_name)
         granted = _unexpired(store.get(), self.log)
         if granted is None:
-            hook = SlipstreamHook(self.slipstream_conn_id)
-            left = execution_seconds_left(self, context)
-            bound = None if left is None else time.monotonic() + left
-            config = hook.config
-            reserve = config.connect_timeout + config.read_timeout + _STORE_SECONDS
-            granted = hook.generate_license(
-                track_id, user_id, project_name, deadline=None if bound is None else bound - reserve
-            )
-            # Before anything else: Slipstream has no lookup, a lost license is lost for good.
-            stored = store_durably(
-                lambda: store.put(granted), f"license {granted.license_id}", bound or time.monotonic() + 60, self.log
-            )
-            if not stored:
-                self.log.warning("License not stored; keep its record from here: %s", granted.to_dict())
-            near = granted.usage.near_caps()
-            if near:
-                self.log.warning(
-                    "Slipstream license usage is near its cap (%s); at the cap, licensing fails until the window "
-                    "resets.",
-                    ", ".join(near),
-                )
+            granted = self._generate(context, store)
         else:
             self.log.info(
                 "Reusing Slipstream license %s, generated earlier for track %s, user %r%s: no quota spent",
@@ -674,6 +654,35 @@ class SlipstreamGenerateLicenseOperator(BaseOperator):
         SlipstreamLicenseLink().persist(context, granted.license_url)
         self.log.info("License for %r by %r: %s", granted.track_name, granted.artist_name, granted.license_url)
         return granted.to_dict()
+
+    def _generate(self, context: Context, store: LicenseStore) -> License:
+        """Generate the license and store it at once: Slipstream has no lookup, a lost license is lost for good."""
+        hook = SlipstreamHook(self.slipstream_conn_id)
+        config = hook.config
+        reserve = config.connect_timeout + config.read_timeout + _STORE_SECONDS
+        left = execution_seconds_left(self, context)
+        if left is not None and left < reserve:
+            # Airflow would end the try mid-request, after Slipstream created (and charged) the license.
+            raise SlipstreamValidationError(
+                f"{self.task_id}: only {left:.0f} s of execution_timeout are left, and a license request needs "
+                f"up to {reserve:.0f} s (the connection's timeouts and storing the answer). Raise execution_timeout "
+                "or lower the connection's timeouts."
+            )
+        bound = None if left is None else time.monotonic() + left
+        granted = hook.generate_license(
+            store.track_id, store.user_id, store.project_name, deadline=None if bound is None else bound - reserve
+        )
+        # Without a bound, storing is still worth a minute of an API server restart.
+        until = time.monotonic() + 60.0 if bound is None else bound
+        if not store_durably(lambda: store.put(granted), f"license {granted.license_id}", until, self.log):
+            self.log.warning("License not stored; keep its record from here: %s", granted.to_dict())
+        near = granted.usage.near_caps()
+        if near:
+            self.log.warning(
+                "Slipstream license usage is near its cap (%s); at the cap, licensing fails until the window resets.",
+                ", ".join(near),
+            )
+        return granted
 
     def _track_of_result(self) -> Any:
         result = _as_mapping(self.result)
@@ -700,7 +709,7 @@ def _as_mapping(value: Any) -> Mapping[str, Any] | None:
             try:
                 value = parse(value)
                 break
-            except (ValueError, SyntaxError):
+            except (ValueError, SyntaxError, RecursionError):
                 continue
     return value if isinstance(value, Mapping) else None
 

@@ -32,11 +32,18 @@ with DAG(
         "video_path": Param("", type="string"),
         "user_id": Param("uploader-1", type="string"),
         "crash_first_try": Param(True, type="boolean"),
-        "deferrable": Param(False, type="boolean"),
     },
 ) as dag:
     recognize = SlipstreamRecognizeVideoOperator(
         task_id="recognize", video_path="{{ params.video_path }}", poll_interval=0.5, enrich_catalog=True
+    )
+    # The same, waiting on the triggerer: enriched in execute_complete.
+    SlipstreamRecognizeVideoOperator(
+        task_id="recognize_deferred",
+        video_path="{{ params.video_path }}",
+        poll_interval=0.5,
+        enrich_catalog=True,
+        deferrable=True,
     )
     LicenseThenCrash(
         task_id="license",
