@@ -24,7 +24,7 @@ import pytest
 
 from airflow_provider_slipstream.samples import sample_videos
 from airflow_provider_slipstream.simulator import SimulatorServer, SimulatorState
-from tests.contract import expected_result
+from tests.contract import expected_catalog, expected_result
 from tests.e2e.conftest import AirflowDeployment, ProcessRegistry, TaskInstanceWatcher
 
 if TYPE_CHECKING:
@@ -194,8 +194,11 @@ def test_each_clip_takes_the_branch_of_its_match(outcome: Outcome, match: str):
     job_id = api.xcom(SINGLE, run_id, "submit")
     assert outcome.sim.state.jobs[job_id] is not None
     assert api.xcom(SINGLE, run_id, "wait") == expected_result(job_id, match)
-    assert api.xcom(SINGLE, run_id, "get_track") == expected_result(job_id, match)
+    catalog = {"catalog": expected_catalog()} if match == "internal" else {}
+    assert api.xcom(SINGLE, run_id, "get_track") == {**expected_result(job_id, match), **catalog}
     assert api.xcom(SINGLE, run_id, BRANCH_FOR[match])["job_id"] == job_id
+    # The catalog match is licensed for the uploader (the DAG's default user_id); nothing else is.
+    assert outcome.ti(run_id, "license_track")["state"] == ("success" if match == "internal" else "skipped")
 
 
 def test_reschedule_sensor_gave_its_worker_slot_back_between_pokes(outcome: Outcome):
